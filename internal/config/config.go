@@ -1,0 +1,257 @@
+// Package config loads clusterflow's settings for the worker and the starter from
+// four layers with one precedence: command-line flags > environment > config file >
+// defaults. Nothing here is global: every command builds its own Config.
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.temporal.io/sdk/client"
+)
+
+// Config is everything a clusterflow process needs to know.
+type Config struct {
+	Temporal    Temporal
+	StateDir    string // project state: embedded server's SQLite file, lab files
+	PlaybookDir string // where the worker finds playbooks named by Web UI input
+	LogLevel    string // debug, info, warn, error
+	LogFormat   string // text or json
+	File        string // the config file read, if any
+}
+
+// Temporal says which Temporal cluster to use. An empty Address means: start the
+// embedded server (or use the one already listening on the embedded port).
+type Temporal struct {
+	Address       string
+	Namespace     string
+	APIKey        string // value, read from TEMPORAL_API_KEY or APIKeyFile; never logged
+	APIKeyFile    string
+	TLSCert       string // client certificate file (mTLS)
+	TLSKey        string
+	TLSCA         string // CA bundle for the server's certificate
+	TLSServerName string
+	TLS           bool // TLS without a client certificate (e.g. with an API key)
+
+	// Embedded server settings.
+	BindIP    string
+	GRPCPort  int
+	UIPort    int
+	Retention time.Duration
+}
+
+// Embedded reports whether no Temporal address was configured.
+func (t Temporal) Embedded() bool { return t.Address == "" }
+
+// DBFile is the embedded server's SQLite file.
+func (c Config) DBFile() string { return filepath.Join(c.StateDir, "temporal.db") }
+
+// setting is one configurable value: its key in the config file, its flag, and the
+// environment variables that set it (first match wins).
+type setting struct {
+	key, flag, usage string
+	def              any
+	env              []string
+}
+
+var settings = []setting{
+	{"temporal.address", "address", "Temporal frontend host:port; empty starts the embedded server", "", []string{"TEMPORAL_ADDRESS"}},
+	{"temporal.namespace", "namespace", "Temporal namespace", "default", []string{"TEMPORAL_NAMESPACE"}},
+	{"temporal.apiKeyFile", "api-key-file", "file holding a Temporal API key (or set TEMPORAL_API_KEY)", "", []string{"TEMPORAL_API_KEY_FILE"}},
+	{"temporal.tls", "tls", "use TLS to reach Temporal (implied by the TLS file flags)", false, []string{"TEMPORAL_TLS"}},
+	{"temporal.tlsCert", "tls-cert", "client certificate file for mTLS", "", []string{"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_CLIENT_CERT_PATH"}},
+	{"temporal.tlsKey", "tls-key", "client key file for mTLS", "", []string{"TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CLIENT_KEY_PATH"}},
+	{"temporal.tlsCA", "tls-ca", "CA certificate file for the Temporal server", "", []string{"TEMPORAL_TLS_CA", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"}},
+	{"temporal.tlsServerName", "tls-server-name", "server name to verify in Temporal's certificate", "", []string{"TEMPORAL_TLS_SERVER_NAME"}},
+	{"embedded.bind", "bind", "address the embedded server and Web UI listen on", "127.0.0.1", []string{"CLUSTERFLOW_BIND"}},
+	{"embedded.grpcPort", "grpc-port", "embedded server frontend port", 7233, []string{"CLUSTERFLOW_GRPC_PORT"}},
+	{"embedded.uiPort", "ui-port", "embedded Web UI port (0 turns the UI off)", 8233, []string{"CLUSTERFLOW_UI_PORT"}},
+	{"embedded.retention", "retention", "how long the embedded server keeps closed runs", "720h", []string{"CLUSTERFLOW_RETENTION"}},
+	{"stateDir", "state-dir", "project state directory", ".clusterflow", []string{"CLUSTERFLOW_STATE_DIR"}},
+	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
+	{"log.level", "log-level", "log level: debug, info, warn, error", "info", []string{"CLUSTERFLOW_LOG_LEVEL"}},
+	{"log.format", "log-format", "log format: text or json", "text", []string{"CLUSTERFLOW_LOG_FORMAT"}},
+}
+
+// AddFlags declares every setting as a flag, plus --config.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "config file (default ./clusterflow.yaml, then ~/.config/clusterflow/config.yaml; env CLUSTERFLOW_CONFIG)")
+	for _, s := range settings {
+		switch d := s.def.(type) {
+		case string:
+			fs.String(s.flag, d, s.usage)
+		case int:
+			fs.Int(s.flag, d, s.usage)
+		case bool:
+			fs.Bool(s.flag, d, s.usage)
+		}
+	}
+}
+
+// Load builds the Config from the flags that were set, the environment (as
+// KEY=VALUE pairs, e.g. os.Environ()), the config file and the defaults.
+func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
+	env := envMap(environ)
+	v := viper.New()
+	for _, s := range settings {
+		v.SetDefault(s.key, s.def)
+	}
+
+	// Layer 2: the config file.
+	file, explicit := "", false
+	if f := fs.Lookup("config"); f != nil && f.Changed {
+		file, explicit = f.Value.String(), true
+	} else if e, ok := env["CLUSTERFLOW_CONFIG"]; ok && e != "" {
+		file, explicit = e, true
+	} else {
+		file = defaultConfigFile(env)
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			if explicit || !errors.Is(err, os.ErrNotExist) {
+				return Config{}, fmt.Errorf("config file %s: %w", file, err)
+			}
+			file = ""
+		}
+	}
+	// Layer 3: the environment. Layer 4: flags given on the command line.
+	for _, s := range settings {
+		for _, name := range s.env {
+			if val, ok := env[name]; ok && val != "" {
+				v.Set(s.key, val)
+				break
+			}
+		}
+		if f := fs.Lookup(s.flag); f != nil && f.Changed {
+			v.Set(s.key, f.Value.String())
+		}
+	}
+
+	c := Config{
+		StateDir:    v.GetString("stateDir"),
+		PlaybookDir: v.GetString("playbookDir"),
+		LogLevel:    v.GetString("log.level"),
+		LogFormat:   v.GetString("log.format"),
+		File:        file,
+		Temporal: Temporal{
+			Address:       v.GetString("temporal.address"),
+			Namespace:     v.GetString("temporal.namespace"),
+			APIKeyFile:    v.GetString("temporal.apiKeyFile"),
+			TLS:           v.GetBool("temporal.tls"),
+			TLSCert:       v.GetString("temporal.tlsCert"),
+			TLSKey:        v.GetString("temporal.tlsKey"),
+			TLSCA:         v.GetString("temporal.tlsCA"),
+			TLSServerName: v.GetString("temporal.tlsServerName"),
+			BindIP:        v.GetString("embedded.bind"),
+			GRPCPort:      v.GetInt("embedded.grpcPort"),
+			UIPort:        v.GetInt("embedded.uiPort"),
+		},
+	}
+	var err error
+	if c.Temporal.Retention, err = time.ParseDuration(v.GetString("embedded.retention")); err != nil {
+		return Config{}, fmt.Errorf("retention: %w", err)
+	}
+	if v.IsSet("temporal.apiKey") {
+		return Config{}, errors.New("config file: temporal.apiKey is not read from files; put the key in a file of its own and set temporal.apiKeyFile, or set TEMPORAL_API_KEY")
+	}
+	if key, ok := env["TEMPORAL_API_KEY"]; ok {
+		c.Temporal.APIKey = key
+	}
+	if c.Temporal.APIKeyFile != "" {
+		b, err := os.ReadFile(c.Temporal.APIKeyFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("temporal API key file: %w", err)
+		}
+		c.Temporal.APIKey = strings.TrimSpace(string(b))
+	}
+	return c, c.check()
+}
+
+func (c Config) check() error {
+	t := c.Temporal
+	switch {
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("log format %q: use text or json", c.LogFormat)
+	case (t.TLSCert == "") != (t.TLSKey == ""):
+		return errors.New("give both a TLS client certificate and key, or neither")
+	case t.Embedded() && (t.APIKey != "" || t.TLSCert != "" || t.TLSCA != ""):
+		return errors.New("TLS or API key settings need a Temporal address (--address or TEMPORAL_ADDRESS)")
+	case t.GRPCPort < 1 || t.GRPCPort > 65535 || t.UIPort < 0 || t.UIPort > 65535:
+		return errors.New("embedded ports must be between 1 and 65535 (UI port 0 turns the UI off)")
+	case c.StateDir == "":
+		return errors.New("state directory is empty")
+	}
+	return nil
+}
+
+// ClientOptions returns the SDK options that reach the configured cluster (for the
+// embedded server, hostPort is where it listens).
+func (c Config) ClientOptions(hostPort string) (client.Options, error) {
+	t := c.Temporal
+	opts := client.Options{HostPort: hostPort, Namespace: t.Namespace}
+	if t.TLS || t.TLSCert != "" || t.TLSCA != "" || t.APIKey != "" {
+		tc := &tls.Config{ServerName: t.TLSServerName, MinVersion: tls.VersionTLS12}
+		if t.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(t.TLSCert, t.TLSKey)
+			if err != nil {
+				return opts, fmt.Errorf("temporal TLS client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		if t.TLSCA != "" {
+			pem, err := os.ReadFile(t.TLSCA)
+			if err != nil {
+				return opts, fmt.Errorf("temporal TLS CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return opts, fmt.Errorf("temporal TLS CA %s: no certificate found", t.TLSCA)
+			}
+			tc.RootCAs = pool
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	if t.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
+	}
+	return opts, nil
+}
+
+// EmbeddedHostPort is where the embedded server's frontend listens.
+func (c Config) EmbeddedHostPort() string {
+	return c.Temporal.BindIP + ":" + strconv.Itoa(c.Temporal.GRPCPort)
+}
+
+func defaultConfigFile(env map[string]string) string {
+	if _, err := os.Stat("clusterflow.yaml"); err == nil {
+		return "clusterflow.yaml"
+	}
+	if home := env["HOME"]; home != "" {
+		p := filepath.Join(home, ".config", "clusterflow", "config.yaml")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}

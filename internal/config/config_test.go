@@ -1,0 +1,96 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, args []string, env ...string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return Load(fs, append([]string{"HOME=" + t.TempDir()}, env...))
+}
+
+func TestPrecedence(t *testing.T) {
+	t.Chdir(t.TempDir()) // no ./clusterflow.yaml
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("temporal:\n  address: file:7233\n  namespace: from-file\nstateDir: /state/file\nembedded:\n  uiPort: 9000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := load(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Temporal.Embedded() || c.Temporal.Namespace != "default" || c.Temporal.UIPort != 8233 || c.StateDir != ".clusterflow" {
+		t.Fatalf("defaults: %+v", c)
+	}
+
+	c, err = load(t, []string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Temporal.Address != "file:7233" || c.Temporal.Namespace != "from-file" || c.Temporal.UIPort != 9000 {
+		t.Fatalf("file over defaults: %+v", c.Temporal)
+	}
+
+	c, err = load(t, []string{"--config", file}, "TEMPORAL_ADDRESS=env:7233", "CLUSTERFLOW_STATE_DIR=/state/env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Temporal.Address != "env:7233" || c.StateDir != "/state/env" || c.Temporal.Namespace != "from-file" {
+		t.Fatalf("env over file: %+v", c)
+	}
+
+	c, err = load(t, []string{"--config", file, "--address", "flag:7233"}, "TEMPORAL_ADDRESS=env:7233", "CLUSTERFLOW_CONFIG=/nonexistent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Temporal.Address != "flag:7233" {
+		t.Fatalf("flag over env: %+v", c.Temporal)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if _, err := load(t, nil, "CLUSTERFLOW_CONFIG=/nonexistent/c.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/c.yaml") {
+		t.Fatalf("missing explicit config file: %v", err)
+	}
+	if _, err := load(t, []string{"--tls-cert", "c.pem"}, "TEMPORAL_ADDRESS=x:1"); err == nil {
+		t.Fatal("a certificate without a key must be refused")
+	}
+	if _, err := load(t, nil, "TEMPORAL_API_KEY=secret"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("an API key without an address must be refused without echoing it: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(file, []byte("temporal:\n  apiKey: abc\n"), 0o600)
+	if _, err := load(t, []string{"--config", file}); err == nil || !strings.Contains(err.Error(), "apiKeyFile") {
+		t.Fatalf("an API key in the config file must be refused: %v", err)
+	}
+}
+
+func TestAPIKeyFromEnvAndFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := load(t, nil, "TEMPORAL_ADDRESS=x:7233", "TEMPORAL_API_KEY=k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := c.ClientOptions(c.Temporal.Address)
+	if err != nil || opts.Credentials == nil || opts.ConnectionOptions.TLS == nil {
+		t.Fatalf("API key implies TLS and credentials: %v %+v", err, opts)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	_ = os.WriteFile(keyFile, []byte("k2\n"), 0o600)
+	c, err = load(t, []string{"--api-key-file", keyFile}, "TEMPORAL_ADDRESS=x:7233")
+	if err != nil || c.Temporal.APIKey != "k2" {
+		t.Fatalf("key file: %v %q", err, c.Temporal.APIKey)
+	}
+}

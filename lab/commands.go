@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/spf13/cobra"
+)
+
+// exitStatusError carries the exit status of a command `lab` ran for the user (lab ssh),
+// so that `lab` exits with it and prints nothing more.
+type exitStatusError struct{ code int }
+
+func (e exitStatusError) Error() string { return "exit status " + strconv.Itoa(e.code) }
+
+// run is the whole program: it parses args (without the program name) and runs the
+// subcommand, writing to stdout and stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "lab",
+		Short: "A local cluster of SSH hosts (Docker containers) to run clusterflow playbooks against",
+		Long: `lab runs a local virtual cluster: master, slave01, slave02, ... as Debian bookworm
+containers on the bridge network ` + labName + ` (` + labSubnet + `), each with its own sshd and
+host key, reachable as root with the lab key, and able to run its own Docker engine later.
+
+State: .clusterflow/lab/ under the current directory, or $CLUSTERFLOW_STATE_DIR/lab/.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(newUpCommand(), newDownCommand(), newStatusCommand(), newSSHCommand(), newImagesCommand())
+	return root
+}
+
+// openLab connects to the engine and resolves the state paths.
+func openLab(cmd *cobra.Command) (*lab, func(), error) {
+	p, err := statePaths()
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := connectDocker(cmd.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	return &lab{cli: cli, paths: p, out: cmd.OutOrStdout()}, func() { cli.Close() }, nil
+}
+
+func newUpCommand() *cobra.Command {
+	opts := upOptions{Nodes: defaultNodes}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create or resume the lab and write its key, known_hosts and inventory",
+		Long: `up builds the images when needed (debian:bookworm with debootstrap where no registry is
+reachable, then clusterflow-node:bookworm), creates the network and the node containers,
+installs the lab key, reads every node's host key through the engine, writes
+known_hosts and inventory.yaml, and waits until every node accepts an SSH login with
+strict host key checking. Running it again changes nothing; it never removes a node.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := labNodes(opts.Nodes); err != nil {
+				return err
+			}
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return up(cmd.Context(), l, opts)
+		},
+	}
+	cmd.Flags().IntVar(&opts.Nodes, "nodes", defaultNodes, fmt.Sprintf("number of nodes, 1 to %d: master, slave01, ...", maxNodes))
+	cmd.Flags().BoolVar(&opts.Prebaked, "prebaked", false, "use "+prebakedImage+" (docker.io installed, engine not started)")
+	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "show image build output")
+	return cmd
+}
+
+func newDownCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove every lab container, volume and network (keeps images and the lab key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return down(cmd.Context(), l)
+		},
+	}
+}
+
+func newStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show every node: container state, address, SSH login, Docker engine",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rows, err := status(cmd.Context(), l)
+			if err != nil {
+				return err
+			}
+			printStatus(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+}
+
+func newImagesCommand() *cobra.Command {
+	var prebaked, rebuild, verbose bool
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "Build the lab images when missing or out of date",
+		Long: `images makes sure debian:bookworm exists (made with debootstrap when missing) and
+builds ` + nodeImage + ` from lab/node.Dockerfile, and with --prebaked also
+` + prebakedImage + `. An image is rebuilt only when its build files changed
+(label ` + labelContextHash + `) or with --rebuild. It also creates the lab key pair
+in the state directory (needed before docker-compose up, which mounts it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			out := io.Discard
+			if verbose {
+				out = cmd.OutOrStdout()
+			}
+			b := &imageBuilder{cli: l.cli, out: cmd.OutOrStdout(), verbose: out, rebuild: rebuild}
+			spec := nodeImageSpec
+			if prebaked {
+				spec = prebakedImageSpec // builds its parent, the node image, first
+			}
+			if err := b.ensure(cmd.Context(), spec); err != nil {
+				return err
+			}
+			// The key pair too, so that the state directory exists, belongs to the
+			// user and holds the key before docker-compose mounts it into the worker.
+			_, created, err := ensureKeyPair(l.paths)
+			if err != nil {
+				return err
+			}
+			verb := "present"
+			if created {
+				verb = "created"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab key: %s %s\n", verb, l.paths.Key)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&prebaked, "prebaked", false, "also build "+prebakedImage)
+	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "build even when up to date")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show build output")
+	return cmd
+}
+
+func newSSHCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ssh NODE [-- COMMAND [ARG...]]",
+		Short: "Log into a node with the system ssh (lab key, lab known_hosts, strict)",
+		Long: `ssh runs the system ssh as root@NODE with the lab key and the lab's known_hosts,
+StrictHostKeyChecking=yes, and no ssh_config file. Without a command it opens a shell.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			remote := args[1:]
+			if len(remote) > 0 && remote[0] == "--" {
+				remote = remote[1:]
+			}
+			argv, err := sshArgv(cmd.Context(), l, args[0], remote)
+			if err != nil {
+				return err
+			}
+			c := exec.Command(argv[0], argv[1:]...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := c.Run(); err != nil {
+				var exit *exec.ExitError
+				if errors.As(err, &exit) {
+					return exitStatusError{code: exit.ExitCode()}
+				}
+				return fmt.Errorf("ssh: %w", err)
+			}
+			return nil
+		},
+	}
+	// Everything after NODE belongs to the remote command, flags included.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+// sshArgv is the system ssh command line for a node of the running lab.
+func sshArgv(ctx context.Context, l *lab, name string, command []string) ([]string, error) {
+	n, ok := nodeByName(name)
+	if !ok {
+		return nil, fmt.Errorf("no node %q: nodes are master, slave01 ... slave%02d", name, maxNodes-1)
+	}
+	nodes, err := l.listNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found *running
+	for i := range nodes {
+		if nodes[i].node.Name == n.Name {
+			found = &nodes[i]
+		}
+	}
+	switch {
+	case found == nil:
+		return nil, fmt.Errorf("node %s does not exist (run: go run ./lab up)", name)
+	case found.state != "running":
+		return nil, fmt.Errorf("node %s is %s (run: go run ./lab up)", name, found.state)
+	}
+	for _, f := range []string{l.paths.Key, l.paths.KnownHosts} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("%w (run: go run ./lab up)", err)
+		}
+	}
+	bin, err := exec.LookPath("ssh")
+	if err != nil {
+		return nil, errors.New("no ssh client on PATH: install openssh-client (lab/prereqs.sh does)")
+	}
+	argv := []string{bin,
+		"-F", "none",
+		"-i", l.paths.Key,
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + l.paths.KnownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "UpdateHostKeys=no",
+		"-o", "PasswordAuthentication=no",
+		"-o", "HostKeyAlgorithms=ssh-ed25519",
+		"-p", strconv.Itoa(sshPort),
+		"-l", nodeUser,
+		"--", n.Address.String(),
+	}
+	// As with ssh itself, the remote shell parses the joined command words.
+	return append(argv, command...), nil
+}

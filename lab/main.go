@@ -1,0 +1,39 @@
+// Command lab runs a local virtual cluster for clusterflow: Debian bookworm containers
+// (master, slave01, slave02, ...) on a private Docker bridge network, each with its own
+// sshd, its own host key and room to run its own Docker engine later. clusterflow
+// procedures are proven against these nodes over real SSH.
+//
+// Usage, from the repository root:
+//
+//	go run ./lab up [--nodes N] [--prebaked]   create or resume the lab, write inventory
+//	go run ./lab status                        one line per node
+//	go run ./lab ssh NODE [-- CMD...]          system ssh into a node, strict host keys
+//	go run ./lab images [--prebaked]           build the images only
+//	go run ./lab down                          remove every container, volume and network
+//
+// State (lab key, known_hosts, inventory.yaml) lives in .clusterflow/lab/ under the
+// current directory, or in $CLUSTERFLOW_STATE_DIR/lab/. See lab/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var exit exitStatusError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
+		fmt.Fprintf(os.Stderr, "lab: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# prereqs.sh: make this machine able to run the clusterflow lab.
+#
+#   lab/prereqs.sh          install what is missing, start a Docker engine if none answers
+#   lab/prereqs.sh --stop   stop the Docker engine, but only if this script started it
+#   lab/prereqs.sh --check  report what is missing; change nothing (exit 1 if anything is)
+#
+# Idempotent: a second run finds everything in place and changes nothing. Packages come
+# from Debian's archive through apt (Debian and derivatives only). An engine that was
+# already running, or one managed by systemd that this script did not start, is never
+# stopped by --stop.
+#
+# Environment:
+#   CLUSTERFLOW_DOCKERD_LOG   log file of a dockerd started here (/var/log/clusterflow-dockerd.log)
+#   CLUSTERFLOW_RUN_DIR       where the pid file of that dockerd lives (/run/clusterflow)
+#   CLUSTERFLOW_DOCKER_WAIT   seconds to wait for a started engine to answer (60)
+set -euo pipefail
+
+log_file=${CLUSTERFLOW_DOCKERD_LOG:-/var/log/clusterflow-dockerd.log}
+run_dir=${CLUSTERFLOW_RUN_DIR:-/run/clusterflow}
+pid_file=$run_dir/dockerd.pid
+wait_s=${CLUSTERFLOW_DOCKER_WAIT:-60}
+
+say() { printf 'prereqs: %s\n' "$*"; }
+die() { printf 'prereqs: error: %s\n' "$*" >&2; exit 1; }
+
+# need CMD PACKAGE: prints PACKAGE when CMD is not on PATH (or in an sbin dir).
+need() {
+	if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; then
+		printf '%s\n' "$2"
+	fi
+}
+
+missing_packages() {
+	need dockerd docker.io       # any dockerd will do (docker-ce too)
+	need docker-compose docker-compose
+	need debootstrap debootstrap
+	need ssh openssh-client
+	need sshd openssh-server
+	need ip iproute2
+}
+
+# engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).
+engine_answers() {
+	command -v docker >/dev/null 2>&1 || return 1
+	timeout 10 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1
+}
+
+# our_dockerd_pid prints the pid recorded by this script when that process is still a dockerd.
+our_dockerd_pid() {
+	[ -r "$pid_file" ] || return 1
+	local pid
+	pid=$(cat "$pid_file")
+	case $pid in '' | *[!0-9]*) return 1 ;; esac
+	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 1
+	printf '%s\n' "$pid"
+}
+
+install_packages() {
+	local pkgs
+	pkgs=$(missing_packages | tr '\n' ' ')
+	if [ -z "${pkgs// /}" ]; then
+		say "packages: all present (dockerd, docker-compose, debootstrap, ssh, sshd, ip)"
+		return
+	fi
+	[ "$(id -u)" = 0 ] || die "missing packages ($pkgs) and not root: run as root"
+	command -v apt-get >/dev/null 2>&1 || die "missing packages ($pkgs) and no apt-get: install them by hand"
+	say "installing: $pkgs"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086 # word splitting of the package list is intended
+	apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+	say "installed: $pkgs"
+}
+
+start_engine() {
+	if engine_answers; then
+		local v
+		v=$(docker info --format '{{.ServerVersion}}' 2>/dev/null || true)
+		if pid=$(our_dockerd_pid); then
+			say "docker engine $v answers (started earlier by this script, pid $pid)"
+		else
+			say "docker engine $v answers (not started by this script; --stop leaves it alone)"
+		fi
+		return
+	fi
+	[ "$(id -u)" = 0 ] || die "no Docker engine answers and not root: start one (dockerd) as root"
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 &&
+		systemctl cat docker.service >/dev/null 2>&1; then
+		say "starting docker.service with systemctl"
+		systemctl start docker.service
+		mkdir -p "$run_dir"
+		echo systemd >"$pid_file"
+	else
+		local dockerd
+		dockerd=$(PATH="$PATH:/usr/sbin:/sbin" command -v dockerd)
+		mkdir -p "$run_dir" "$(dirname "$log_file")"
+		say "starting $dockerd (log: $log_file)"
+		# setsid: the engine must outlive this script and its terminal.
+		setsid "$dockerd" >>"$log_file" 2>&1 </dev/null &
+		echo $! >"$pid_file"
+	fi
+	local i
+	for ((i = 0; i < wait_s * 2; i++)); do
+		if engine_answers; then
+			say "docker engine $(docker info --format '{{.ServerVersion}}') answers after $((i / 2)).$((i % 2 * 5))s (pid file: $pid_file)"
+			return
+		fi
+		if pid=$(cat "$pid_file") && [ "$pid" != systemd ] && ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$pid_file"
+			tail -n 20 "$log_file" >&2 || true
+			die "dockerd exited at start; see $log_file"
+		fi
+		sleep 0.5
+	done
+	die "dockerd did not answer within ${wait_s}s; see $log_file"
+}
+
+stop_engine() {
+	if [ ! -e "$pid_file" ]; then
+		say "no Docker engine was started by this script; nothing to stop"
+		return
+	fi
+	if [ "$(cat "$pid_file")" = systemd ]; then
+		say "stopping docker.service (started by this script)"
+		systemctl stop docker.service docker.socket 2>/dev/null || systemctl stop docker.service
+		rm -f "$pid_file"
+		return
+	fi
+	local pid i
+	if ! pid=$(our_dockerd_pid); then
+		say "recorded dockerd is gone; removing stale $pid_file"
+		rm -f "$pid_file"
+		return
+	fi
+	say "stopping dockerd pid $pid (started by this script)"
+	kill -TERM "$pid"
+	for ((i = 0; i < 60; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		die "dockerd pid $pid still runs after 30s; see $log_file"
+	fi
+	rm -f "$pid_file"
+	say "dockerd stopped"
+}
+
+check() {
+	local pkgs rc=0
+	pkgs=$(missing_packages | tr '\n' ' ')
+	if [ -n "${pkgs// /}" ]; then
+		say "missing packages: $pkgs"
+		rc=1
+	else
+		say "packages: all present"
+	fi
+	if engine_answers; then
+		say "docker engine answers"
+	else
+		say "no docker engine answers"
+		rc=1
+	fi
+	return $rc
+}
+
+case ${1:-} in
+'') install_packages; start_engine ;;
+--stop) stop_engine ;;
+--check) check ;;
+-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+*) die "unknown argument ${1}; use --stop, --check or no argument" ;;
+esac

@@ -1,0 +1,223 @@
+package playbooks
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Checks of single values: names, addresses, paths, modes.
+
+// nameRef reads a reference to a host by name (jump).
+func (f *file) nameRef(n *yaml.Node, path string) (string, bool) {
+	s, ok := f.str(n, path)
+	if ok && !namePattern.MatchString(s) {
+		f.errorAt(n, path, "must be a host name (%s); got %s", nameRule, quote(s))
+		return "", false
+	}
+	return s, ok
+}
+
+// nameRefOrAll reads a group name: the host name charset, and not "all".
+func (f *file) nameRefOrAll(n *yaml.Node, path string) string {
+	s, ok := f.str(n, path)
+	switch {
+	case !ok:
+		return ""
+	case !namePattern.MatchString(s):
+		f.errorAt(n, path, "must be a group name (%s); got %s", nameRule, quote(s))
+		return ""
+	case s == "all":
+		f.errorAt(n, path, `"all" is reserved: in a step's hosts it selects every host`)
+		return ""
+	}
+	return s
+}
+
+// loginName matches SSH login names.
+var loginName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+
+// user reads the SSH login name of a host.
+func (f *file) user(n *yaml.Node, path string) (string, bool) {
+	s, ok := f.str(n, path)
+	if ok && !loginName.MatchString(s) {
+		f.errorAt(n, path, "must be a user name (letters, digits, '_', '.', '-', not starting with a digit or '-'); got %s", quote(s))
+		return "", false
+	}
+	return s, ok
+}
+
+// accountName matches the owner and group of uploaded files: a POSIX-style name or a
+// numeric id.
+var accountName = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})$`)
+
+// account reads an upload's owner or group; what is "user" or "group".
+func (f *file) account(n *yaml.Node, path, what string) string {
+	s, ok := f.str(n, path)
+	if ok && !accountName.MatchString(s) {
+		f.errorAt(n, path, "must be a %s name (lowercase letters, digits, '_', '.', '-', at most 32) or a numeric id; got %s", what, quote(s))
+	}
+	return s
+}
+
+// addressProblem says what is wrong with a host address, or "" when it is an IP
+// address (v4, or v6 without brackets) or a DNS name.
+func addressProblem(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case strings.Contains(s, "://"):
+		return "must be an IP address or DNS name, not a URL; write only the host part, and the port under port"
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Sprintf("must be an IP address or DNS name, without spaces; got %s", quote(s))
+	case strings.Contains(s, "@"):
+		return fmt.Sprintf("must be an IP address or DNS name, got %s; write the user under user", quote(s))
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return ""
+	}
+	if host, port, err := net.SplitHostPort(s); err == nil {
+		if _, perr := strconv.Atoi(port); perr == nil {
+			return fmt.Sprintf("%s looks like host:port; write address: %s and port: %s", quote(s), strings.Trim(host, "[]"), port)
+		}
+	}
+	if strings.HasPrefix(s, "[") {
+		return fmt.Sprintf("write IPv6 addresses without brackets; got %s", quote(s))
+	}
+	if strings.Contains(s, ":") {
+		return fmt.Sprintf("is not a valid IPv6 address: %s", quote(s))
+	}
+	if strings.Trim(s, "0123456789.") == "" {
+		return fmt.Sprintf("is not a valid IPv4 address: %s", quote(s))
+	}
+	if !validDNSName(s) {
+		return fmt.Sprintf("must be an IP address or DNS name (labels of letters, digits and '-', separated by '.'); got %s", quote(s))
+	}
+	return ""
+}
+
+// validDNSName checks host name syntax: labels of 1-63 letters, digits and inner
+// hyphens, 253 characters at most, an optional final dot.
+func validDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// localPath resolves a path on the machine that runs clusterflow: ~/ is the user's
+// home directory, and a relative path is relative to the file that wrote it. The
+// result is absolute and clean.
+func (f *file) localPath(s string) (string, error) {
+	switch {
+	case strings.ContainsRune(s, 0):
+		return "", errors.New("must not contain a NUL byte")
+	case s == "~" || strings.HasPrefix(s, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot expand ~: %v", err)
+		}
+		return filepath.Join(home, s[1:]), nil
+	case strings.HasPrefix(s, "~"):
+		return "", fmt.Errorf("only ~/ (your own home directory) is expanded, not %s", quote(s))
+	case filepath.IsAbs(s):
+		return filepath.Clean(s), nil
+	}
+	return filepath.Join(f.dir, s), nil
+}
+
+// localFile reads a local path field (identityFile, knownHostsFile). The file is not
+// opened: it is read where the SSH connection is made.
+func (f *file) localFile(n *yaml.Node, path string) (string, bool) {
+	s, ok := f.nonEmptyStr(n, path)
+	if !ok {
+		return "", false
+	}
+	p, err := f.localPath(s)
+	if err != nil {
+		f.errorAt(n, path, "%v", err)
+		return "", false
+	}
+	return p, true
+}
+
+// remotePath reads an absolute path on a target host. Remote hosts are POSIX.
+func (f *file) remotePath(n *yaml.Node, path string) (string, bool) {
+	s, ok := f.nonEmptyStr(n, path)
+	switch {
+	case !ok:
+		return "", false
+	case !strings.HasPrefix(s, "/"):
+		f.errorAt(n, path, "must be an absolute path (starting with /), got %s", quote(s))
+		return "", false
+	case strings.ContainsRune(s, 0):
+		f.errorAt(n, path, "must not contain a NUL byte")
+		return "", false
+	}
+	return s, true
+}
+
+// mode reads a file mode. The rule, so that a mode always means what it looks like:
+//   - a quoted string is read as octal: "0644", "644", "0o644", "04755";
+//   - an unquoted number is accepted only when it is unambiguously octal, i.e. written
+//     with a leading 0 or 0o (0644, 0o644; YAML 1.1 and 1.2 octal);
+//   - an unquoted number without a leading 0 (644, 420) is refused: it could be meant
+//     as octal or decimal.
+//
+// Only permission bits are allowed: at most 07777, and not 0.
+func (f *file) mode(n *yaml.Node, path string) (uint32, bool) {
+	const want = `must be an octal mode written as a quoted string such as "0644"`
+	var digits string
+	quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+	plainNumber := n.Style == 0 && (n.Tag == "!!int" || n.Tag == "!!float")
+	switch {
+	case n.Kind == yaml.ScalarNode && quoted:
+		digits = strings.TrimPrefix(n.Value, "0o")
+	case plainNumber && n.Value == "0":
+		digits = "0" // refused below, with the reason
+	case plainNumber && strings.HasPrefix(n.Value, "0o"):
+		digits = n.Value[2:]
+	case plainNumber && strings.HasPrefix(n.Value, "0"):
+		digits = n.Value[1:]
+	case plainNumber:
+		f.errorAt(n, path, "%s; the unquoted number %s is ambiguous (octal or decimal?)", want, n.Value)
+		return 0, false
+	default:
+		f.errorAt(n, path, "%s, got %s", want, describe(n))
+		return 0, false
+	}
+	if digits == "" || len(digits) > 8 || strings.Trim(digits, "01234567") != "" {
+		f.errorAt(n, path, "%s (digits 0-7), got %s", want, quote(n.Value))
+		return 0, false
+	}
+	v, _ := strconv.ParseUint(digits, 8, 32) // at most 8 octal digits: cannot fail
+	switch {
+	case v > 0o7777:
+		f.errorAt(n, path, "must be at most 07777 (permission bits only), got %s", quote(n.Value))
+		return 0, false
+	case v == 0:
+		// 0 would leave the file unreadable, and uploads take a zero mode as "default".
+		f.errorAt(n, path, "must not be 0 (no permissions at all); leave mode out for the default 0644")
+		return 0, false
+	}
+	return uint32(v), true
+}

@@ -1,0 +1,123 @@
+// Package playbooks reads, validates and resolves clusterflow playbooks (format v1), and
+// holds the example playbooks shipped with clusterflow (*.yaml in this folder; each is
+// also a test fixture). Invalid playbooks used by tests live in testdata/.
+//
+// It is a leaf package: plain data and parsing, no Temporal, SSH or Docker imports, so
+// the starter, the workflows and the activities can all depend on it.
+//
+// Load reads a playbook file and Parse reads one from memory; both return a Plan (see
+// plan.go) with every default applied and every reference resolved, or an ErrorList.
+//
+// # Format v1
+//
+//	apiVersion: clusterflow.io/v1
+//	kind: Playbook
+//	metadata:
+//	  name: hello            # required; [a-z0-9][a-z0-9-]{0,62}; names the workflow ID
+//	  cluster: lab           # optional, same charset; shown in the Web UI
+//	  description: text      # optional
+//	spec:
+//	  hostKeyPolicy: strict  # strict (default) | tofu
+//	  vars: {key: value}     # strings only; given to upload templates; no secrets
+//	  inventory:
+//	    include: [../.clusterflow/lab/inventory.yaml]  # kind: Inventory files, relative to this file
+//	    defaults:            # applied to every host below that does not set the field
+//	      user: root
+//	      port: 22
+//	      identityFile: ~/.ssh/id_ed25519   # or useAgent: true; one of the two is required
+//	      useAgent: false
+//	      sudo: false
+//	      jump: bastion      # name of another inventory host (one level only)
+//	      knownHostsFile: ~/.ssh/known_hosts
+//	    hosts:
+//	      - name: master     # unique; same charset as metadata.name
+//	        address: 192.168.56.101   # IP or DNS name
+//	        port: 22
+//	        groups: [managers]
+//	  steps:
+//	    - name: say hello    # unique within the playbook
+//	      kind: run          # closed list: run, upload
+//	      hosts: all         # "all", a host or group name, or a list of them
+//	      parallel: 10       # default 10
+//	      maxFailPercent: 0  # default 0: any host failing stops the run after this step
+//	      timeout: 10m       # per host attempt; default 10m
+//	      attempts: 3        # tries per host on retryable errors; default 3
+//	      # kind run:
+//	      command: [uname, -a]   # argv list, never a shell line
+//	      creates: /path         # skip when the remote path exists
+//	      unless: [test, -f, /x] # skip when this argv exits 0
+//	      env: {K: V}
+//	      dir: /tmp
+//	      exitCodes: [0]
+//	      # kind upload:
+//	      src: files/motd        # relative to the playbook file
+//	      template: false        # render src as a Go text/template first
+//	      dest: /etc/motd        # absolute remote path
+//	      mode: "0644"
+//	      owner: root
+//	      group: root
+//
+// An inventory fragment (what `lab up` writes) is a file of its own:
+//
+//	apiVersion: clusterflow.io/v1
+//	kind: Inventory
+//	metadata: {name: lab}  # optional: name, cluster, description
+//	spec:
+//	  defaults: {...}   # as above; apply to this file's hosts only
+//	  hosts: [...]
+//
+// Unknown fields and unknown step kinds are errors. Every error names
+// file:line:column, the field path and what is wrong, and nothing starts.
+//
+// # Rules
+//
+// Values. Strings may be written plain or quoted; a plain 10 or true where a string is
+// expected is taken as written, so [sleep, 10] needs no quotes, but null (~ or an empty
+// value) is never a string. Integers (port, parallel, maxFailPercent, attempts,
+// exitCodes) are written in decimal without quotes, leading zeros or underscores.
+// Durations are Go duration strings with a unit: "90s", "10m", "1h30m" (1s to 24h).
+// Booleans are true or false.
+//
+// Modes. A quoted mode is read as octal: "0644", "644", "0o644", "04755". An unquoted
+// mode is accepted only when it is unambiguously octal, written with a leading 0 or 0o
+// (0644, 0o644); an unquoted 644 or 420 is refused, since it could be meant as octal
+// or decimal. Modes are permission bits only: at most 07777, and not 0. The default
+// is 0644.
+//
+// Inventory. Plan.Hosts, and the hosts of every step, are in inventory order: the
+// hosts of each included file in the order of spec.inventory.include, then
+// spec.inventory.hosts. Host names are unique across all files; a duplicate is
+// reported at its second occurrence. Defaults apply per file: a playbook's
+// spec.inventory.defaults to its own hosts, an inventory file's spec.defaults to the
+// hosts of that file. A jump set by defaults is not applied to the host it names, so
+// defaults.jump: bastion sends every host of the file through bastion except bastion.
+// A jump host may not have a jump itself. Addresses are an IPv4 or IPv6 address
+// (without brackets) or a DNS name; no URLs, ports or users. Group names use the host
+// name charset and may not equal a host name; "all" is neither a host nor a group name.
+// At most 1000 hosts per playbook, included files counted.
+//
+// Local paths (include, identityFile, knownHostsFile) may start with ~/ for the home
+// directory of the user running clusterflow; relative paths are relative to the file
+// that writes them. They are stored absolute. knownHostsFile defaults to
+// ~/.ssh/known_hosts. There is no setting that turns host key checking off.
+//
+// Steps. At most 200. name is required, unique, one line of at most 100 characters.
+// hosts is required. run: command and unless are argv lists of non-empty strings; a
+// shell, when needed, is asked for explicitly: [sh, -c, "..."]. creates and dir are
+// absolute remote paths; env keys are [A-Za-z_][A-Za-z0-9_]* (as are spec.vars keys);
+// exitCodes are 0..255, default [0]. upload: src is a regular file of at most 64 MiB
+// inside the playbook's directory (also after following symbolic links), so that a
+// playbook sent inline cannot copy other files of the worker; dest is an absolute path
+// of a file (not ending in /); owner and group are user or group names, or numeric ids.
+//
+// Templates (template: true) are Go text/template with its built-in functions only;
+// a missing key is an error. They see TemplateData: {{.Host.Name}}, {{.Host.Address}},
+// {{.Host.Groups}} of the target host and {{.Vars.key}}, nothing else. Loading parses
+// each template and renders it for every target host (output discarded), so a wrong
+// field or an undefined var is reported at the src line before anything runs.
+//
+// Limits on input. Playbook and inventory files are at most 1 MiB and hold exactly one
+// YAML document. YAML anchors and aliases (&a, *a), merge keys (<<) and explicit tags
+// (!!str) are refused, and nesting is capped at 32 levels. Load and Parse collect up to
+// 1000 errors; ErrorList prints the first 20.
+package playbooks

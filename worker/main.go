@@ -1,0 +1,116 @@
+// Command worker runs clusterflow workers: processes that poll the clusterflow task
+// queue and run playbook workflows and their activities. Workers keep no state of
+// their own; run as many as you like against one Temporal cluster.
+//
+// With no Temporal address configured, the worker starts the embedded Temporal
+// server (SQLite in the state directory, Web UI on 127.0.0.1:8233) in the same
+// process, unless one already listens on the embedded port. `worker server` runs the
+// embedded server alone.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterflow/clusterflow/internal/app"
+	"github.com/clusterflow/clusterflow/internal/config"
+	"github.com/clusterflow/clusterflow/workflows"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a clusterflow worker (and the embedded Temporal server when no address is set)",
+		Example: `  # Local: embedded Temporal + Web UI on 127.0.0.1:8233, state in ./.clusterflow
+  worker
+
+  # Against an existing Temporal cluster
+  worker --address temporal.example.internal:7233 --namespace ops
+
+  # Temporal Cloud style: TLS with an API key kept in a file
+  TEMPORAL_ADDRESS=ns.acct.tmprl.cloud:7233 TEMPORAL_NAMESPACE=ns.acct worker --api-key-file ~/.config/clusterflow/apikey`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), environ)
+			if err != nil {
+				return err
+			}
+			return runWorker(cmd.Context(), cfg, stdout, stderr)
+		},
+	}
+	config.AddFlags(root.PersistentFlags())
+	root.AddCommand(&cobra.Command{
+		Use:   "server",
+		Short: "Run only the embedded Temporal server and its Web UI",
+		Example: `  worker server                 # 127.0.0.1:7233, UI on 127.0.0.1:8233
+  worker server --bind 0.0.0.0  # inside a container, for other containers`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), environ)
+			if err != nil {
+				return err
+			}
+			return runServer(cmd.Context(), cfg, stdout, stderr)
+		},
+	})
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	logger := app.NewLogger(cfg, stderr)
+	t, err := app.Connect(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	stop, err := app.StartWorker(t, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(stdout, "worker polling task queue %q on %s (namespace %s, %s server)\n", workflows.TaskQueue, t.HostPort, t.Namespace, t.Mode)
+	if t.UIURL != "" {
+		fmt.Fprintf(stdout, "Web UI: %s\n", t.UIURL)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping worker")
+	return nil
+}
+
+func runServer(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	if !cfg.Temporal.Embedded() {
+		return fmt.Errorf("worker server runs the embedded server; unset the Temporal address (%s)", cfg.Temporal.Address)
+	}
+	logger := app.NewLogger(cfg, stderr)
+	srv, err := app.StartServer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	fmt.Fprintf(stdout, "Temporal server on %s, database %s\n", srv.HostPort(), cfg.DBFile())
+	if srv.UIURL() != "" {
+		fmt.Fprintf(stdout, "Web UI: %s\n", srv.UIURL())
+	}
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,21 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// TaskQueue is the one task queue clusterflow's workers poll. Runs started from the
+// Web UI name it in the "Task Queue" field.
+const TaskQueue = "clusterflow"
+
+// Registered workflow type names: stable, because the Web UI and stored histories
+// refer to them by name.
+const (
+	RunPlaybookName = "RunPlaybook"
+)
+
+// Register adds every clusterflow workflow to a worker (or a replayer).
+func Register(r worker.WorkflowRegistry) {
+	r.RegisterWorkflowWithOptions(RunPlaybook, workflow.RegisterOptions{Name: RunPlaybookName})
+}

@@ -1,0 +1,445 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+// RunPlaybookInput is the one argument of RunPlaybook. Exactly one field is set: the
+// starter sends a plan it has already validated and resolved; a run started from the
+// Web UI names a playbook file known to the worker, or carries the YAML inline:
+//
+//	{"playbook": "hello.yaml"}
+type RunPlaybookInput struct {
+	Playbook string          `json:"playbook,omitempty"`
+	Inline   string          `json:"inline,omitempty"`
+	Plan     *playbooks.Plan `json:"plan,omitempty"`
+}
+
+// Workflow error types.
+const (
+	ErrInvalidInput   = "InvalidInput"   // the input cannot run; nothing was started
+	ErrPlaybookFailed = "PlaybookFailed" // a step failed beyond its failure budget
+)
+
+// Activity option presets.
+var (
+	// loadOptions read a playbook file on the worker: quick, and bad input is final.
+	loadOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrInvalidInput},
+		},
+	}
+	// hostHeartbeat bounds how long a host activity may go silent. It is also how
+	// soon a step resumes on another worker after its worker died mid-step.
+	hostHeartbeat = 20 * time.Second
+)
+
+// WorkflowID is the business ID a playbook runs under. Starting a second run of the
+// same playbook while one is open fails with an "already started" error.
+func WorkflowID(playbook string) string { return "playbook/" + playbook }
+
+// RunPlaybook executes a playbook's steps in order. Each step fans out over its target
+// hosts, at most step.Parallel at a time; a host that fails is left out of later steps,
+// and a step whose failures exceed its maxFailPercent budget ends the run. Per-host,
+// per-step state is readable at any time through the "progress" query.
+func RunPlaybook(ctx workflow.Context, in RunPlaybookInput) (*Progress, error) {
+	// Step 1. Resolve the plan and check it before touching any host.
+	plan, err := resolvePlan(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	r := newRun(plan)
+
+	// Step 2. Publish progress: query handler, search attributes, UI details.
+	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*Progress, error) {
+		return r.progress, nil
+	}, workflow.QueryHandlerOptions{Description: "per-step, per-host state of the run"}); err != nil {
+		return nil, err
+	}
+	r.upsert(ctx, SAPlaybook.ValueSet(plan.Name), SAStepKinds.ValueSet(stepKinds(plan)), SAOutcome.ValueSet(OutcomeRunning))
+	if plan.Cluster != "" {
+		r.upsert(ctx, SACluster.ValueSet(plan.Cluster))
+	}
+	r.publish(ctx)
+
+	// Step 3. Run the steps in order.
+	for i := range plan.Steps {
+		r.progress.Current = i
+		err := r.runStep(ctx, i)
+		if err == nil {
+			continue
+		}
+		r.progress.Current = -1
+		for j := i + 1; j < len(plan.Steps); j++ {
+			r.skipStep(j, "not run: an earlier step failed or the run was cancelled")
+		}
+		// A cancelled context can no longer record anything; finish in a fresh one.
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+			r.finish(dctx, OutcomeCancelled, "cancelled")
+			return r.progress, temporal.NewCanceledError(r.progress.Summary())
+		}
+		r.finish(dctx, OutcomeFailed, err.Error())
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPlaybookFailed, nil, r.progress)
+	}
+
+	// Step 4. Record the outcome.
+	r.progress.Current = -1
+	r.finish(ctx, OutcomeCompleted, "")
+	return r.progress, nil
+}
+
+// resolvePlan returns the plan from the input, loading it on the worker when the
+// input names a playbook, and checks what a hand-written JSON input could get wrong.
+func resolvePlan(ctx workflow.Context, in RunPlaybookInput) (*playbooks.Plan, error) {
+	set := 0
+	for _, ok := range []bool{in.Plan != nil, in.Playbook != "", in.Inline != ""} {
+		if ok {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, invalidInput(`give exactly one of "playbook" (a file name known to the worker), "inline" (playbook YAML) or "plan"; for example {"playbook": "hello.yaml"}`)
+	}
+	plan := in.Plan
+	if plan == nil {
+		actx := workflow.WithActivityOptions(ctx, loadOptions)
+		req := activities.LoadPlaybookRequest{Playbook: in.Playbook, Inline: in.Inline}
+		if err := workflow.ExecuteActivity(actx, playbookActs.LoadPlaybook, req).Get(ctx, &plan); err != nil {
+			return nil, invalidInput("loading the playbook: " + errorMessage(err))
+		}
+	}
+	if err := checkPlan(plan); err != nil {
+		return nil, invalidInput(err.Error())
+	}
+	return plan, nil
+}
+
+// checkPlan catches what JSON decoding lets through (a plan sent by hand from the UI).
+// Plans from the starter or LoadPlaybook were fully validated already.
+func checkPlan(p *playbooks.Plan) error {
+	if p.Name == "" {
+		return errors.New("plan.name is empty")
+	}
+	if len(p.Steps) == 0 {
+		return fmt.Errorf("playbook %s has no steps", p.Name)
+	}
+	for i, s := range p.Steps {
+		where := fmt.Sprintf("plan.steps[%d] (%s)", i, s.Name)
+		switch {
+		case s.Kind == playbooks.KindRun && (s.Run == nil || len(s.Run.Command) == 0):
+			return fmt.Errorf("%s: kind run needs run.command", where)
+		case s.Kind == playbooks.KindUpload && (s.Upload == nil || s.Upload.Src == "" || s.Upload.Dest == ""):
+			return fmt.Errorf("%s: kind upload needs upload.src and upload.dest", where)
+		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload:
+			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
+		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
+			return fmt.Errorf("%s: parallel, attempts and timeout must be positive", where)
+		case s.MaxFailPercent < 0 || s.MaxFailPercent > 100:
+			return fmt.Errorf("%s: maxFailPercent must be between 0 and 100", where)
+		case len(s.Hosts) == 0:
+			return fmt.Errorf("%s: no target hosts", where)
+		}
+		for _, h := range s.Hosts {
+			if _, ok := p.HostByName(h); !ok {
+				return fmt.Errorf("%s: host %q is not in plan.hosts", where, h)
+			}
+		}
+	}
+	return nil
+}
+
+func invalidInput(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrInvalidInput, nil)
+}
+
+// run is the state of one RunPlaybook execution.
+type run struct {
+	plan     *playbooks.Plan
+	progress *Progress
+	failed   map[string]bool // hosts that failed a step; looked up only, never ranged
+}
+
+func newRun(plan *playbooks.Plan) *run {
+	p := &Progress{Playbook: plan.Name, Cluster: plan.Cluster, Outcome: OutcomeRunning, Current: -1}
+	for _, s := range plan.Steps {
+		st := StepState{Name: s.Name, Kind: s.Kind, Status: StepPending}
+		for _, h := range s.Hosts {
+			st.Hosts = append(st.Hosts, HostState{Host: h, State: HostPending})
+		}
+		p.Steps = append(p.Steps, st)
+	}
+	return &run{plan: plan, progress: p, failed: map[string]bool{}}
+}
+
+// runStep runs step i on its hosts and returns an error when the step's failures
+// exceed its budget or the run was cancelled.
+func (r *run) runStep(ctx workflow.Context, i int) error {
+	step := r.plan.Steps[i]
+	st := &r.progress.Steps[i]
+	st.Status = StepRunning
+	r.upsert(ctx, SAStep.ValueSet(step.Name))
+	r.publish(ctx)
+
+	// Hosts that failed an earlier step sit this one out.
+	var targets []int
+	for k := range st.Hosts {
+		if r.failed[st.Hosts[k].Host] {
+			st.Hosts[k].State, st.Hosts[k].Message = HostSkipped, "failed in an earlier step"
+			continue
+		}
+		targets = append(targets, k)
+	}
+	failures := 0
+	overBudget := func() bool { return failures*100 > step.MaxFailPercent*len(targets) }
+
+	sel := workflow.NewSelector(ctx)
+	running, next := 0, 0
+	for next < len(targets) || running > 0 {
+		for next < len(targets) && running < step.Parallel && !overBudget() && ctx.Err() == nil {
+			hs := &st.Hosts[targets[next]]
+			host, _ := r.plan.HostByName(hs.Host)
+			hs.State, hs.Started = HostRunning, workflow.Now(ctx)
+			f := r.startHost(ctx, step, host)
+			sel.AddFuture(f, func(f workflow.Future) {
+				r.finishHost(ctx, step, hs, f)
+				if hs.State == HostFailed {
+					failures++
+					r.failed[hs.Host] = true
+				}
+				r.publish(ctx)
+			})
+			running++
+			next++
+		}
+		if running == 0 {
+			break
+		}
+		sel.Select(ctx)
+		running--
+	}
+
+	// Hosts never started: the budget was spent or the run was cancelled.
+	reason := "not started: the step's failure budget was spent"
+	if ctx.Err() != nil {
+		reason = "not started: the run was cancelled"
+	}
+	for _, k := range targets[next:] {
+		st.Hosts[k].State, st.Hosts[k].Message = HostSkipped, reason
+	}
+
+	if ctx.Err() != nil {
+		st.Status = StepFailed
+		return temporal.NewCanceledError()
+	}
+	if failures > 0 && overBudget() {
+		st.Status = StepFailed
+		r.publish(ctx)
+		return fmt.Errorf("step %q failed on %d of %d hosts (maxFailPercent %d): %s",
+			step.Name, failures, len(targets), step.MaxFailPercent, r.failureList(st))
+	}
+	st.Status = StepDone
+	r.publish(ctx)
+	return nil
+}
+
+// startHost schedules the activity that performs step on one host.
+func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host playbooks.Host) workflow.Future {
+	actx := workflow.WithActivityOptions(ctx, hostOptions(step, host))
+	switch step.Kind {
+	case playbooks.KindUpload:
+		u := step.Upload
+		return workflow.ExecuteActivity(actx, fileActs.UploadFile, activities.UploadRequest{
+			Host: host, Src: u.Src, Template: u.Template, Vars: r.plan.Vars,
+			Dest: u.Dest, Mode: u.Mode, Owner: u.Owner, Group: u.Group,
+		})
+	default: // playbooks.KindRun; checkPlan refused every other kind
+		c := step.Run
+		return workflow.ExecuteActivity(actx, sshActs.RunRemoteCommand, activities.CommandRequest{
+			Host: host, Command: c.Command, Creates: c.Creates, Unless: c.Unless,
+			Env: c.Env, Dir: c.Dir, ExitCodes: c.ExitCodes,
+		})
+	}
+}
+
+// hostOptions is the activity preset for one host of a step: the step's timeout and
+// attempts, a heartbeat so a dead worker's attempt is retried within seconds, and
+// waiting for cancellation so a cancelled run has stopped its remote commands before
+// it reports cancelled.
+func hostOptions(step playbooks.Step, host playbooks.Host) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: step.Timeout.Std(),
+		HeartbeatTimeout:    hostHeartbeat,
+		WaitForCancellation: true,
+		Summary:             fmt.Sprintf("%s on %s", step.Name, host.Name),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    30 * time.Second,
+			MaximumAttempts:    int32(step.Attempts),
+			NonRetryableErrorTypes: []string{
+				activities.ErrInvalidInput, activities.ErrAuthFailed,
+				activities.ErrHostKeyMismatch, activities.ErrHostKeyUnknown,
+			},
+		},
+	}
+}
+
+// finishHost records the outcome of one host's activity.
+func (r *run) finishHost(ctx workflow.Context, step playbooks.Step, hs *HostState, f workflow.Future) {
+	hs.Finished = workflow.Now(ctx)
+	var err error
+	switch step.Kind {
+	case playbooks.KindUpload:
+		var res activities.UploadResult
+		if err = f.Get(ctx, &res); err == nil {
+			if res.Changed {
+				hs.State, hs.Message = HostChanged, fmt.Sprintf("wrote %d bytes, sha256 %.12s", res.Bytes, res.SHA256)
+			} else {
+				hs.State, hs.Message = HostUnchanged, "up to date"
+			}
+		}
+	default:
+		var res activities.CommandResult
+		if err = f.Get(ctx, &res); err == nil {
+			switch {
+			case res.Skipped:
+				hs.State, hs.Message = HostUnchanged, res.SkipReason
+			case exitOK(res.ExitCode, step.Run.ExitCodes):
+				hs.State, hs.Message = HostChanged, commandMessage(res)
+			default:
+				hs.State, hs.Message = HostFailed, commandMessage(res)
+			}
+		}
+	}
+	if err != nil {
+		if temporal.IsCanceledError(err) {
+			hs.State, hs.Message = HostSkipped, "cancelled"
+			return
+		}
+		hs.State, hs.Message = HostFailed, errorMessage(err)
+	}
+}
+
+func exitOK(code int, allowed []int) bool {
+	if len(allowed) == 0 {
+		return code == 0
+	}
+	return slices.Contains(allowed, code)
+}
+
+// commandMessage is the short account of a finished command: its exit code and the
+// last line of output that says something.
+func commandMessage(res activities.CommandResult) string {
+	msg := fmt.Sprintf("exit %d", res.ExitCode)
+	out := lastLine(res.Stderr)
+	if res.ExitCode == 0 || out == "" {
+		if o := lastLine(res.Stdout); o != "" {
+			out = o
+		}
+	}
+	if out != "" {
+		msg += ": " + out
+	}
+	return msg
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n\r\t ")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	const limit = 200
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return strings.TrimSpace(s)
+}
+
+// errorMessage strips the SDK's wrapping (activity type, event IDs) from an activity
+// error and keeps what the activity said.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		msg := fmt.Sprintf("timed out (%s)", strings.ToLower(strings.TrimPrefix(timeoutErr.TimeoutType().String(), "TIMEOUT_TYPE_")))
+		if cause := errors.Unwrap(timeoutErr); cause != nil {
+			msg += ": " + errorMessage(cause)
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// failureList names the failed hosts of a step with their messages.
+func (r *run) failureList(st *StepState) string {
+	var parts []string
+	for _, h := range st.Hosts {
+		if h.State == HostFailed {
+			parts = append(parts, h.Host+": "+h.Message)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r *run) skipStep(i int, reason string) {
+	st := &r.progress.Steps[i]
+	st.Status = StepSkipped
+	for k := range st.Hosts {
+		if st.Hosts[k].State == HostPending {
+			st.Hosts[k].State, st.Hosts[k].Message = HostSkipped, reason
+		}
+	}
+}
+
+// finish records the run's outcome in the progress, the search attributes, the memo
+// and the UI details.
+func (r *run) finish(ctx workflow.Context, outcome, errMsg string) {
+	r.progress.Outcome, r.progress.Error = outcome, errMsg
+	r.upsert(ctx, SAOutcome.ValueSet(outcome), SAStep.ValueUnset())
+	if err := workflow.UpsertMemo(ctx, map[string]any{"summary": r.progress.Summary()}); err != nil {
+		workflow.GetLogger(ctx).Warn("memo not updated", "error", err)
+	}
+	r.publish(ctx)
+}
+
+// publish refreshes the Markdown the Web UI shows as the run's current details.
+func (r *run) publish(ctx workflow.Context) {
+	workflow.SetCurrentDetails(ctx, r.progress.details())
+}
+
+// upsert sets search attributes. A failure is logged, not fatal: the run matters more
+// than its listing in the UI.
+func (r *run) upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
+	}
+}
+
+// stepKinds lists the plan's step kinds, sorted and without repeats.
+func stepKinds(p *playbooks.Plan) []string {
+	var kinds []string
+	for _, s := range p.Steps {
+		if !slices.Contains(kinds, s.Kind) {
+			kinds = append(kinds, s.Kind)
+		}
+	}
+	slices.Sort(kinds)
+	return kinds
+}

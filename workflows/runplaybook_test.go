@@ -1,0 +1,213 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+// These tests check RunPlaybook's logic with faked activities. That the activities
+// work over real SSH is proven in the activities package and the integration tests.
+
+func testPlan(hosts ...string) *playbooks.Plan {
+	p := &playbooks.Plan{Name: "t", Cluster: "lab"}
+	for _, h := range hosts {
+		p.Hosts = append(p.Hosts, playbooks.Host{Name: h, Address: "127.0.0.1", Port: 22, User: "root"})
+	}
+	step := func(name, kind string) playbooks.Step {
+		s := playbooks.Step{Name: name, Kind: kind, Hosts: hosts, Parallel: 2, Attempts: 1, Timeout: playbooks.Duration(time.Minute)}
+		if kind == playbooks.KindRun {
+			s.Run = &playbooks.RunStep{Command: []string{"echo", name}}
+		} else {
+			s.Upload = &playbooks.UploadStep{Src: "/tmp/src", Dest: "/tmp/dst", Mode: 0o644}
+		}
+		return s
+	}
+	p.Steps = []playbooks.Step{step("one", playbooks.KindRun), step("two", playbooks.KindUpload), step("three", playbooks.KindRun)}
+	return p
+}
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	env := s.NewTestWorkflowEnvironment()
+	Register(env)
+	env.RegisterActivity(sshActs)
+	env.RegisterActivity(fileActs)
+	env.RegisterActivity(playbookActs)
+	return env
+}
+
+func TestRunPlaybookCompletes(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.CommandRequest) (activities.CommandResult, error) {
+			if req.Command[1] == "three" {
+				return activities.CommandResult{Skipped: true, SkipReason: "/x exists"}, nil
+			}
+			return activities.CommandResult{ExitCode: 0, Stdout: "hi from " + req.Host.Name + "\n"}, nil
+		})
+	env.OnActivity(fileActs.UploadFile, mock.Anything, mock.Anything).Return(activities.UploadResult{Changed: false}, nil)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b", "c")})
+
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("workflow did not complete: %v", env.GetWorkflowError())
+	}
+	var p Progress
+	if err := env.GetWorkflowResult(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Outcome != OutcomeCompleted {
+		t.Fatalf("outcome %s", p.Outcome)
+	}
+	c := p.Counts()
+	if c.Changed != 3 || c.Unchanged != 6 || c.Failed != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+	if got := p.Steps[0].Hosts[1].Message; got != "exit 0: hi from b" {
+		t.Fatalf("message %q", got)
+	}
+	env.AssertNumberOfCalls(t, "RunRemoteCommand", 6)
+	env.AssertNumberOfCalls(t, "UploadFile", 3)
+}
+
+func TestRunPlaybookFailureBudget(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.CommandRequest) (activities.CommandResult, error) {
+			if req.Host.Name == "b" {
+				return activities.CommandResult{ExitCode: 3, Stderr: "boom\n"}, nil
+			}
+			return activities.CommandResult{}, nil
+		})
+	env.OnActivity(fileActs.UploadFile, mock.Anything, mock.Anything).Return(activities.UploadResult{Changed: true, Bytes: 5}, nil)
+	plan := testPlan("a", "b", "c", "d")
+	plan.Steps[0].MaxFailPercent = 25 // one host of four may fail
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan})
+
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("one failure within a 25%% budget must not fail the run: %v", err)
+	}
+	var p Progress
+	if err := env.GetWorkflowResult(&p); err != nil {
+		t.Fatal(err)
+	}
+	if h := p.Steps[0].Hosts[1]; h.State != HostFailed || h.Message != "exit 3: boom" {
+		t.Fatalf("host b in step one: %+v", h)
+	}
+	// The failed host sits out the later steps; the others go on.
+	if h := p.Steps[1].Hosts[1]; h.State != HostSkipped {
+		t.Fatalf("host b in step two: %+v", h)
+	}
+	env.AssertNumberOfCalls(t, "UploadFile", 3)
+}
+
+func TestRunPlaybookStopsOverBudget(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.CommandRequest) (activities.CommandResult, error) {
+			if req.Host.Name == "a" {
+				return activities.CommandResult{}, temporal.NewNonRetryableApplicationError(
+					"host a (127.0.0.1:22): host key mismatch", activities.ErrHostKeyMismatch, nil)
+			}
+			return activities.CommandResult{}, nil
+		})
+	plan := testPlan("a", "b", "c")
+	plan.Steps[0].Parallel = 1 // a fails first; b and c must then never start
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan})
+
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrPlaybookFailed {
+		t.Fatalf("want PlaybookFailed, got %v", err)
+	}
+	if !strings.Contains(appErr.Message(), `step "one" failed on 1 of 3 hosts`) || !strings.Contains(appErr.Message(), "host key mismatch") {
+		t.Fatalf("message: %s", appErr.Message())
+	}
+	var p Progress
+	if err := appErr.Details(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Outcome != OutcomeFailed || p.Steps[0].Hosts[1].State != HostSkipped || p.Steps[2].Status != StepSkipped {
+		t.Fatalf("progress: %+v", p)
+	}
+	env.AssertNumberOfCalls(t, "RunRemoteCommand", 1)
+	env.AssertNumberOfCalls(t, "UploadFile", 0)
+}
+
+func TestRunPlaybookProgressQuery(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).After(time.Minute).Return(activities.CommandResult{}, nil)
+	env.OnActivity(fileActs.UploadFile, mock.Anything, mock.Anything).Return(activities.UploadResult{}, nil)
+	var mid Progress
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(ProgressQuery)
+		if err != nil {
+			t.Errorf("query: %v", err)
+			return
+		}
+		if err := v.Get(&mid); err != nil {
+			t.Errorf("decode: %v", err)
+		}
+	}, 30*time.Second)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b", "c")})
+	if env.GetWorkflowError() != nil {
+		t.Fatal(env.GetWorkflowError())
+	}
+	// Parallel 2: at 30 s, a and b are running and c waits.
+	if mid.Current != 0 || mid.Steps[0].Hosts[0].State != HostRunning || mid.Steps[0].Hosts[2].State != HostPending {
+		t.Fatalf("progress mid-run: %+v", mid.Steps[0])
+	}
+}
+
+func TestRunPlaybookRefusesBadInput(t *testing.T) {
+	for name, in := range map[string]RunPlaybookInput{
+		"empty":        {},
+		"two sources":  {Playbook: "a.yaml", Inline: "x"},
+		"unknown host": {Plan: func() *playbooks.Plan { p := testPlan("a"); p.Steps[0].Hosts = []string{"zz"}; return p }()},
+		"bad kind":     {Plan: func() *playbooks.Plan { p := testPlan("a"); p.Steps[0].Kind = "shell"; return p }()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := newEnv(t)
+			env.ExecuteWorkflow(RunPlaybook, in)
+			var appErr *temporal.ApplicationError
+			if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !appErr.NonRetryable() {
+				t.Fatalf("want non-retryable InvalidInput, got %v", err)
+			}
+		})
+	}
+}
+
+func TestRunPlaybookLoadsNamedPlaybook(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(playbookActs.LoadPlaybook, mock.Anything, activities.LoadPlaybookRequest{Playbook: "hello.yaml"}).Return(testPlan("a"), nil)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{}, nil)
+	env.OnActivity(fileActs.UploadFile, mock.Anything, mock.Anything).Return(activities.UploadResult{}, nil)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Playbook: "hello.yaml"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunPlaybookCancel(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).After(time.Hour).Return(activities.CommandResult{}, nil)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b")})
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("want cancelled, got %v", err)
+	}
+}
