@@ -7,5 +7,7 @@ import "go.temporal.io/sdk/worker"
 func Register(r worker.ActivityRegistry, pool *Pool, playbookDir string) {
 	r.RegisterActivity(NewSSH(pool))
 	r.RegisterActivity(NewFiles(pool))
+	r.RegisterActivity(NewKeys(pool))
 	r.RegisterActivity(NewPlaybooks(playbookDir))
+	r.RegisterActivity(NewDocker(pool))
 }

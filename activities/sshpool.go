@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
@@ -35,7 +36,14 @@ type PoolOptions struct {
 	MaxSessions int
 	// Logger receives connection events (dial, pin, evict). Default slog.Default().
 	Logger *slog.Logger
+	// Metrics counts dials as clusterflow_ssh_connections{result=ok|error}. Default:
+	// none. (Dials run on the pool's context, not an activity's, so the pool takes
+	// the worker's handler rather than activity.GetMetricsHandler.)
+	Metrics client.MetricsHandler
 }
+
+// SSHConnections is the pool's dial counter, labelled result=ok|error.
+const SSHConnections = "clusterflow_ssh_connections"
 
 // Pool keeps one SSH connection per target per worker process and shares it among
 // activities. Connections are dialled on first use, probed with keepalives, and
@@ -86,6 +94,9 @@ func NewPool(opts PoolOptions) *Pool {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = client.MetricsNopHandler
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
@@ -186,6 +197,11 @@ func (p *Pool) conn(ctx context.Context, h playbooks.Host) (*poolConn, error) {
 func (p *Pool) dial(pc *poolConn, h playbooks.Host) {
 	defer p.wg.Done()
 	client, err := p.dialHost(p.ctx, h)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	p.opts.Metrics.WithTags(map[string]string{"result": result}).Counter(SSHConnections).Inc(1)
 
 	p.mu.Lock()
 	if err == nil && p.closed {
@@ -268,7 +284,7 @@ func (p *Pool) evict(pc *poolConn, reason string) {
 		if pc.client != nil {
 			pc.client.Close()
 		}
-		p.log.Debug("ssh connection dropped", "key", redactKey(pc.key), "reason", reason)
+		p.log.Debug("ssh connection dropped", "conn", redactKey(pc.key), "reason", reason)
 	})
 }
 

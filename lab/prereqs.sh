@@ -38,6 +38,8 @@ missing_packages() {
 	need ssh openssh-client
 	need sshd openssh-server
 	need ip iproute2
+	need pgrep procps            # tests look for leftover remote processes
+	need sudo sudo               # the upload activity's sudo path is tested
 }
 
 # engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).

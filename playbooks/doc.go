@@ -36,12 +36,12 @@
 //	        groups: [managers]
 //	  steps:
 //	    - name: say hello    # unique within the playbook
-//	      kind: run          # closed list: run, upload
+//	      kind: run          # closed list: run, upload, distributeKeys, installDocker
 //	      hosts: all         # "all", a host or group name, or a list of them
 //	      parallel: 10       # default 10
 //	      maxFailPercent: 0  # default 0: any host failing stops the run after this step
-//	      timeout: 10m       # per host attempt; default 10m
-//	      attempts: 3        # tries per host on retryable errors; default 3
+//	      timeout: 10m       # per host attempt (run, upload); default 10m
+//	      attempts: 3        # tries per host on retryable errors (run, upload); default 3
 //	      # kind run:
 //	      command: [uname, -a]   # argv list, never a shell line
 //	      creates: /path         # skip when the remote path exists
@@ -56,6 +56,18 @@
 //	      mode: "0644"
 //	      owner: root
 //	      group: root
+//	      # kind distributeKeys (the DistributeKeys workflow):
+//	      clusterKey: ~/.ssh/clusterflow_ed25519  # operator's key on the worker; made on first use
+//	      user: root             # whose ~/.ssh is managed; default the login user
+//	      mesh: true             # every host gets its own key, trusted by all the others
+//	      rotate: false          # add a new cluster key, verify it, remove the old one
+//	      # kind installDocker (the InstallDocker workflow):
+//	      source: distro         # distro (docker.io) | docker-repo | offline
+//	      version: 20.10.24+dfsg1-1+deb12u1   # apt version pin; default the newest
+//	      mirror: https://mirror.example/docker-ce/linux  # docker-repo only
+//	      packages: debs/        # offline only: a directory of .deb files (SHA256SUMS checked)
+//	      daemonConfig: {log-driver: json-file}  # merged into /etc/docker/daemon.json
+//	      users: [deploy]        # added to the docker group
 //
 // An inventory fragment (what `lab up` writes) is a file of its own:
 //

@@ -16,8 +16,17 @@ const APIVersion = "clusterflow.io/v1"
 
 // Step kinds: a closed list. Later procedures add theirs here.
 const (
-	KindRun    = "run"
-	KindUpload = "upload"
+	KindRun            = "run"
+	KindUpload         = "upload"
+	KindDistributeKeys = "distributeKeys" // runs the DistributeKeys workflow
+	KindInstallDocker  = "installDocker"  // runs the InstallDocker workflow
+)
+
+// Docker installation sources.
+const (
+	DockerFromDistro  = "distro"      // the distribution's docker.io package
+	DockerFromRepo    = "docker-repo" // Docker's apt repository (or a mirror of it)
+	DockerFromOffline = "offline"     // .deb files uploaded from the worker, no network
 )
 
 // Host key policies.
@@ -64,8 +73,43 @@ type Step struct {
 	Timeout        Duration `json:"timeout"`        // per host attempt
 	Attempts       int      `json:"attempts"`       // tries per host for retryable errors; >= 1
 
-	Run    *RunStep    `json:"run,omitempty"`
-	Upload *UploadStep `json:"upload,omitempty"`
+	Run            *RunStep            `json:"run,omitempty"`
+	Upload         *UploadStep         `json:"upload,omitempty"`
+	DistributeKeys *DistributeKeysStep `json:"distributeKeys,omitempty"`
+	InstallDocker  *InstallDockerStep  `json:"installDocker,omitempty"`
+}
+
+// DistributeKeysStep gives the step's hosts SSH access: the operator's cluster key
+// (and with Mesh, every host's own key) in authorized_keys, and every host's host key
+// in every known_hosts. Only paths and public keys travel; private keys stay where
+// they are made.
+type DistributeKeysStep struct {
+	// ClusterKey is the operator's cluster private key, an absolute path on the
+	// worker; generated (ed25519, 0600) on first use, public half at ClusterKey+".pub".
+	ClusterKey string `json:"clusterKey"`
+	// User whose ~/.ssh is managed on the hosts; default: the login user.
+	User string `json:"user,omitempty"`
+	// Mesh: each host gets a key pair of its own, trusted by all the others.
+	Mesh bool `json:"mesh,omitempty"`
+	// Rotate replaces the cluster key: a new pair is added, verified, then the old
+	// public key is removed from every host.
+	Rotate bool `json:"rotate,omitempty"`
+}
+
+// InstallDockerStep installs and starts a Docker engine on the step's hosts.
+type InstallDockerStep struct {
+	Source  string `json:"source"`            // DockerFromDistro (default), DockerFromRepo, DockerFromOffline
+	Version string `json:"version,omitempty"` // apt version pin of the engine package; empty: the newest
+	// Mirror replaces https://download.docker.com/linux for DockerFromRepo.
+	Mirror string `json:"mirror,omitempty"`
+	// Packages is a directory of .deb files on the worker (absolute path) for
+	// DockerFromOffline; a SHA256SUMS file in it, when present, is checked.
+	Packages string `json:"packages,omitempty"`
+	// DaemonConfig is merged into /etc/docker/daemon.json (top-level keys replaced,
+	// other keys kept). Not for secrets.
+	DaemonConfig map[string]any `json:"daemonConfig,omitempty"`
+	// Users are added to the docker group.
+	Users []string `json:"users,omitempty"`
 }
 
 // RunStep runs one command, given as an argv list, on each target host.

@@ -45,8 +45,11 @@ type stepContext struct {
 // pointer field on Step in plan.go, an entry here with its read function, and its
 // fields in doc.go.
 var stepKinds = map[string]stepKind{
-	KindRun:    {fields: []string{"command", "creates", "unless", "env", "dir", "exitCodes"}, read: readRun},
-	KindUpload: {fields: []string{"src", "template", "dest", "mode", "owner", "group"}, read: readUpload},
+	KindRun:            {fields: []string{"command", "creates", "unless", "env", "dir", "exitCodes"}, read: readRun},
+	KindUpload:         {fields: []string{"src", "template", "dest", "mode", "owner", "group"}, read: readUpload},
+	KindDistributeKeys: {fields: []string{"clusterKey", "user", "mesh", "rotate"}, read: readDistributeKeys},
+	KindInstallDocker: {fields: []string{"source", "version", "mirror", "packages", "daemonConfig", "users"},
+		read: readInstallDocker},
 }
 
 // sortedKinds returns the names of the step kinds, sorted.

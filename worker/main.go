@@ -20,6 +20,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/internal/app"
 	"github.com/clusterflow/clusterflow/internal/config"
+	"github.com/clusterflow/clusterflow/internal/metrics"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
@@ -41,6 +42,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
   # Against an existing Temporal cluster
   worker --address temporal.example.internal:7233 --namespace ops
+
+  # Prometheus metrics on another address (default 127.0.0.1:9464; empty turns them off)
+  worker --metrics-address 0.0.0.0:9464
 
   # Temporal Cloud style: TLS with an API key kept in a file
   TEMPORAL_ADDRESS=ns.acct.tmprl.cloud:7233 TEMPORAL_NAMESPACE=ns.acct worker --api-key-file ~/.config/clusterflow/apikey`,
@@ -78,7 +82,23 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	logger := app.NewLogger(cfg, stderr)
-	t, err := app.Connect(ctx, cfg, logger)
+	var opts []app.ConnectOption
+	if cfg.MetricsAddress != "" {
+		m, err := metrics.New(logger)
+		if err != nil {
+			return err
+		}
+		// A busy address (say, a second worker on this machine with the default)
+		// costs the metrics, not the worker.
+		if addr, stopMetrics, err := m.Serve(cfg.MetricsAddress, logger); err != nil {
+			logger.Warn("metrics endpoint not started; set --metrics-address to a free host:port", "error", err)
+		} else {
+			defer stopMetrics()
+			fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", addr)
+			opts = append(opts, app.WithMetrics(m.Handler))
+		}
+	}
+	t, err := app.Connect(ctx, cfg, logger, opts...)
 	if err != nil {
 		return err
 	}

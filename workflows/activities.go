@@ -9,4 +9,6 @@ var (
 	sshActs      *activities.SSH
 	fileActs     *activities.Files
 	playbookActs *activities.Playbooks
+	keyActs      *activities.Keys
+	dockerActs   *activities.Docker
 )

@@ -12,10 +12,15 @@ const TaskQueue = "clusterflow"
 // Registered workflow type names: stable, because the Web UI and stored histories
 // refer to them by name.
 const (
-	RunPlaybookName = "RunPlaybook"
+	RunPlaybookName   = "RunPlaybook"
+	InstallDockerName = "InstallDocker"
+
+	DistributeKeysName = "DistributeKeys"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RunPlaybook, workflow.RegisterOptions{Name: RunPlaybookName})
+	r.RegisterWorkflowWithOptions(DistributeKeys, workflow.RegisterOptions{Name: DistributeKeysName})
+	r.RegisterWorkflowWithOptions(InstallDocker, workflow.RegisterOptions{Name: InstallDockerName})
 }

@@ -30,7 +30,7 @@ func TestReplayHistories(t *testing.T) {
 			}
 		})
 	}
-	for _, wf := range []string{RunPlaybookName} {
+	for _, wf := range []string{RunPlaybookName, DistributeKeysName, InstallDockerName} {
 		if !covered[wf] {
 			t.Errorf("no recorded history for workflow %s in testdata/histories", wf)
 		}

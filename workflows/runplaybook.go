@@ -144,7 +144,11 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("%s: kind run needs run.command", where)
 		case s.Kind == playbooks.KindUpload && (s.Upload == nil || s.Upload.Src == "" || s.Upload.Dest == ""):
 			return fmt.Errorf("%s: kind upload needs upload.src and upload.dest", where)
-		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload:
+		case s.Kind == playbooks.KindDistributeKeys && (s.DistributeKeys == nil || s.DistributeKeys.ClusterKey == ""):
+			return fmt.Errorf("%s: kind distributeKeys needs distributeKeys.clusterKey", where)
+		case s.Kind == playbooks.KindInstallDocker && s.InstallDocker == nil:
+			return fmt.Errorf("%s: kind installDocker needs installDocker", where)
+		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
 			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
 		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
 			return fmt.Errorf("%s: parallel, attempts and timeout must be positive", where)
@@ -206,6 +210,13 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	failures := 0
 	overBudget := func() bool { return failures*100 > step.MaxFailPercent*len(targets) }
 
+	if isProcedure(step.Kind) {
+		// A procedure works on all its hosts at once, in phases: it runs as a child
+		// workflow and reports per host; the budget applies to its outcome.
+		failures = r.runProcedure(ctx, i, targets)
+		return r.endStep(ctx, i, targets, failures, overBudget())
+	}
+
 	sel := workflow.NewSelector(ctx)
 	running, next := 0, 0
 	for next < len(targets) || running > 0 {
@@ -241,11 +252,19 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		st.Hosts[k].State, st.Hosts[k].Message = HostSkipped, reason
 	}
 
+	return r.endStep(ctx, i, targets, failures, overBudget())
+}
+
+// endStep sets the step's status and returns an error when the run must stop: it was
+// cancelled, or the step's failures exceed its budget.
+func (r *run) endStep(ctx workflow.Context, i int, targets []int, failures int, overBudget bool) error {
+	step, st := r.plan.Steps[i], &r.progress.Steps[i]
+	defer r.recordStep(ctx, i) // metrics, once the status is set
 	if ctx.Err() != nil {
 		st.Status = StepFailed
 		return temporal.NewCanceledError()
 	}
-	if failures > 0 && overBudget() {
+	if failures > 0 && overBudget {
 		st.Status = StepFailed
 		r.publish(ctx)
 		return fmt.Errorf("step %q failed on %d of %d hosts (maxFailPercent %d): %s",
@@ -254,6 +273,74 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	st.Status = StepDone
 	r.publish(ctx)
 	return nil
+}
+
+// isProcedure reports whether a step kind runs as a procedure workflow.
+func isProcedure(kind string) bool {
+	return kind == playbooks.KindDistributeKeys || kind == playbooks.KindInstallDocker
+}
+
+// runProcedure runs step i as a child workflow on the target hosts and records each
+// host's outcome. It returns the number of hosts that failed.
+func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
+	step, st := r.plan.Steps[i], &r.progress.Steps[i]
+	names := make([]string, 0, len(targets))
+	for _, k := range targets {
+		hs := &st.Hosts[k]
+		hs.State, hs.Started = HostRunning, workflow.Now(ctx)
+		names = append(names, hs.Host)
+	}
+	r.publish(ctx)
+	hosts := procedureHosts(r.plan, names)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		// Derived from the run's own ID: one child per step, visible beside its parent.
+		WorkflowID:          fmt.Sprintf("%s/%d-%s", workflow.GetInfo(ctx).WorkflowExecution.ID, i+1, step.Kind),
+		WaitForCancellation: true,
+		StaticSummary:       fmt.Sprintf("%s: %s on %d hosts", r.plan.Name, step.Name, len(hosts)),
+	})
+
+	var outcomes []HostOutcome
+	var err error
+	switch step.Kind {
+	case playbooks.KindDistributeKeys:
+		var res DistributeKeysResult
+		err = workflow.ExecuteChildWorkflow(cctx, DistributeKeys, DistributeKeysInput{
+			Hosts: hosts, Keys: *step.DistributeKeys, Parallel: step.Parallel,
+			Timeout: step.Timeout, Attempts: step.Attempts,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	case playbooks.KindInstallDocker:
+		var res InstallDockerResult
+		err = workflow.ExecuteChildWorkflow(cctx, InstallDocker, InstallDockerInput{
+			Hosts: hosts, Docker: *step.InstallDocker, Parallel: step.Parallel,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	}
+
+	failures := 0
+	now := workflow.Now(ctx)
+	for _, k := range targets {
+		hs := &st.Hosts[k]
+		hs.Finished = now
+		switch {
+		case err != nil && temporal.IsCanceledError(err):
+			hs.State, hs.Message = HostSkipped, "cancelled"
+		case err != nil:
+			hs.State, hs.Message = HostFailed, errorMessage(err)
+		default:
+			hs.State, hs.Message = HostFailed, "the procedure reported nothing for this host"
+			for _, o := range outcomes {
+				if o.Host == hs.Host {
+					hs.State, hs.Message = o.State, o.Message
+				}
+			}
+		}
+		if hs.State == HostFailed {
+			failures++
+			r.failed[hs.Host] = true
+		}
+	}
+	return failures
 }
 
 // startHost schedules the activity that performs step on one host.
@@ -412,6 +499,7 @@ func (r *run) skipStep(i int, reason string) {
 // and the UI details.
 func (r *run) finish(ctx workflow.Context, outcome, errMsg string) {
 	r.progress.Outcome, r.progress.Error = outcome, errMsg
+	r.recordRun(ctx, outcome)
 	r.upsert(ctx, SAOutcome.ValueSet(outcome), SAStep.ValueUnset())
 	if err := workflow.UpsertMemo(ctx, map[string]any{"summary": r.progress.Summary()}); err != nil {
 		workflow.GetLogger(ctx).Warn("memo not updated", "error", err)

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
 	"github.com/clusterflow/clusterflow/playbooks"
@@ -209,5 +210,46 @@ func TestRunPlaybookCancel(t *testing.T) {
 	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b")})
 	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
 		t.Fatalf("want cancelled, got %v", err)
+	}
+}
+
+func TestRunPlaybookProcedureSteps(t *testing.T) {
+	env := newEnv(t)
+	plan := testPlan("a", "b", "c")
+	plan.Steps = []playbooks.Step{
+		{Name: "keys", Kind: playbooks.KindDistributeKeys, Hosts: []string{"a", "b", "c"}, Parallel: 10, Attempts: 1,
+			Timeout: playbooks.Duration(time.Minute), DistributeKeys: &playbooks.DistributeKeysStep{ClusterKey: "/k", Mesh: true}},
+		{Name: "docker", Kind: playbooks.KindInstallDocker, Hosts: []string{"a", "b", "c"}, Parallel: 10, Attempts: 1,
+			MaxFailPercent: 50, Timeout: playbooks.Duration(time.Minute), InstallDocker: &playbooks.InstallDockerStep{Source: playbooks.DockerFromDistro}},
+	}
+	env.OnWorkflow(DistributeKeys, mock.Anything, mock.Anything).Return(
+		func(_ workflow.Context, in DistributeKeysInput) (*DistributeKeysResult, error) {
+			if len(in.Hosts) != 3 || !in.Keys.Mesh || in.Hosts[1].Name != "b" {
+				return nil, errors.New("unexpected input")
+			}
+			return &DistributeKeysResult{Hosts: []HostOutcome{
+				{Host: "a", State: HostChanged}, {Host: "b", State: HostUnchanged}, {Host: "c", State: HostChanged},
+			}}, nil
+		})
+	env.OnWorkflow(InstallDocker, mock.Anything, mock.Anything).Return(&InstallDockerResult{Hosts: []HostOutcome{
+		{Host: "a", State: HostChanged, Message: "docker 20.10.24"}, {Host: "b", State: HostFailed, Message: "apt failed"},
+		{Host: "c", State: HostUnchanged},
+	}}, nil)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("one failure of three is within a 50%% budget: %v", err)
+	}
+	var p Progress
+	if err := env.GetWorkflowResult(&p); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Steps[0].Hosts[1].State; got != HostUnchanged {
+		t.Fatalf("keys on b: %s", got)
+	}
+	if h := p.Steps[1].Hosts[1]; h.State != HostFailed || h.Message != "apt failed" {
+		t.Fatalf("docker on b: %+v", h)
+	}
+	if h := p.Steps[1].Hosts[0]; h.State != HostChanged || h.Message != "docker 20.10.24" {
+		t.Fatalf("docker on a: %+v", h)
 	}
 }

@@ -20,16 +20,21 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/clusterflow/clusterflow/activities"
 	"github.com/clusterflow/clusterflow/internal/config"
 	"github.com/clusterflow/clusterflow/internal/devserver"
+	"github.com/clusterflow/clusterflow/internal/metrics"
+	"github.com/clusterflow/clusterflow/internal/redact"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
-// NewLogger returns the process logger configured by cfg.
+// NewLogger returns the process logger configured by cfg. Secrets are masked in
+// everything it writes (see internal/redact), including the SDK's and the embedded
+// server's logs, which go through it.
 func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
@@ -37,9 +42,9 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(redact.NewHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(redact.NewHandler(slog.NewTextHandler(w, opts)))
 }
 
 // Temporal is a connection to a Temporal cluster, and the embedded server behind it
@@ -51,6 +56,17 @@ type Temporal struct {
 	UIURL     string            // Web UI base URL when known, else ""
 	Server    *devserver.Server // non-nil when this process hosts the server
 	Mode      string            // "remote", "embedded" or "shared" (another process's embedded server)
+	// Metrics receives the SDK's and clusterflow's metrics (client.MetricsNopHandler
+	// unless Connect was given WithMetrics).
+	Metrics client.MetricsHandler
+}
+
+// ConnectOption changes how Connect sets up the client.
+type ConnectOption func(*Temporal)
+
+// WithMetrics sends the client's and its workers' metrics to h.
+func WithMetrics(h client.MetricsHandler) ConnectOption {
+	return func(t *Temporal) { t.Metrics = h }
 }
 
 // Close closes the client and stops the embedded server if this process runs it.
@@ -91,8 +107,11 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 // uses the embedded server: the one another clusterflow process already runs on the
 // embedded port, or a new one in this process (with its Web UI), persisted in the
 // state directory.
-func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Temporal, error) {
-	t := &Temporal{Namespace: cfg.Temporal.Namespace, Mode: "remote", HostPort: cfg.Temporal.Address}
+func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger, options ...ConnectOption) (*Temporal, error) {
+	t := &Temporal{Namespace: cfg.Temporal.Namespace, Mode: "remote", HostPort: cfg.Temporal.Address, Metrics: client.MetricsNopHandler}
+	for _, o := range options {
+		o(t)
+	}
 	if cfg.Temporal.Embedded() {
 		t.HostPort = dialAddress(cfg.Temporal.BindIP, cfg.Temporal.GRPCPort)
 		if cfg.Temporal.UIPort != 0 {
@@ -114,6 +133,7 @@ func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Temp
 		return nil, err
 	}
 	opts.Logger = sdklog.NewStructuredLogger(logger)
+	opts.MetricsHandler = t.Metrics
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		t.Close()
@@ -161,9 +181,10 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // StartWorker starts a worker for clusterflow's task queue in this process. The
 // returned stop function stops it and closes its SSH connections.
 func StartWorker(t *Temporal, cfg config.Config, logger *slog.Logger) (stop func(), err error) {
-	pool := activities.NewPool(activities.PoolOptions{Logger: logger})
+	pool := activities.NewPool(activities.PoolOptions{Logger: logger, Metrics: t.Metrics})
 	w := worker.New(t.Client, workflows.TaskQueue, worker.Options{
 		WorkerStopTimeout: 10 * time.Second,
+		Interceptors:      []interceptor.WorkerInterceptor{metrics.RetryInterceptor()},
 	})
 	workflows.Register(w)
 	activities.Register(w, pool, cfg.PlaybookDir)

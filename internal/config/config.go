@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,7 +27,11 @@ type Config struct {
 	PlaybookDir string // where the worker finds playbooks named by Web UI input
 	LogLevel    string // debug, info, warn, error
 	LogFormat   string // text or json
-	File        string // the config file read, if any
+	// MetricsAddress is where the worker serves Prometheus metrics (GET /metrics)
+	// and GET /healthz; empty (or "off", e.g. CLUSTERFLOW_METRICS_ADDRESS=off, since
+	// an empty variable counts as unset) turns the endpoint off. The starter ignores it.
+	MetricsAddress string
+	File           string // the config file read, if any
 }
 
 // Temporal says which Temporal cluster to use. An empty Address means: start the
@@ -80,6 +85,7 @@ var settings = []setting{
 	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
 	{"log.level", "log-level", "log level: debug, info, warn, error", "info", []string{"CLUSTERFLOW_LOG_LEVEL"}},
 	{"log.format", "log-format", "log format: text or json", "text", []string{"CLUSTERFLOW_LOG_FORMAT"}},
+	{"metrics.address", "metrics-address", "worker: host:port serving Prometheus metrics on /metrics (empty or off turns it off)", "127.0.0.1:9464", []string{"CLUSTERFLOW_METRICS_ADDRESS"}},
 }
 
 // AddFlags declares every setting as a flag, plus --config.
@@ -139,11 +145,12 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	}
 
 	c := Config{
-		StateDir:    v.GetString("stateDir"),
-		PlaybookDir: v.GetString("playbookDir"),
-		LogLevel:    v.GetString("log.level"),
-		LogFormat:   v.GetString("log.format"),
-		File:        file,
+		StateDir:       v.GetString("stateDir"),
+		PlaybookDir:    v.GetString("playbookDir"),
+		LogLevel:       v.GetString("log.level"),
+		LogFormat:      v.GetString("log.format"),
+		MetricsAddress: v.GetString("metrics.address"),
+		File:           file,
 		Temporal: Temporal{
 			Address:       v.GetString("temporal.address"),
 			Namespace:     v.GetString("temporal.namespace"),
@@ -157,6 +164,9 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			GRPCPort:      v.GetInt("embedded.grpcPort"),
 			UIPort:        v.GetInt("embedded.uiPort"),
 		},
+	}
+	if c.MetricsAddress == "off" {
+		c.MetricsAddress = ""
 	}
 	var err error
 	if c.Temporal.Retention, err = time.ParseDuration(v.GetString("embedded.retention")); err != nil {
@@ -191,6 +201,11 @@ func (c Config) check() error {
 		return errors.New("embedded ports must be between 1 and 65535 (UI port 0 turns the UI off)")
 	case c.StateDir == "":
 		return errors.New("state directory is empty")
+	}
+	if c.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("metrics address %q: want host:port (or empty to turn metrics off): %w", c.MetricsAddress, err)
+		}
 	}
 	return nil
 }

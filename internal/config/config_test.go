@@ -94,3 +94,29 @@ func TestAPIKeyFromEnvAndFile(t *testing.T) {
 		t.Fatalf("key file: %v %q", err, c.Temporal.APIKey)
 	}
 }
+
+func TestMetricsAddress(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{nil, nil, "127.0.0.1:9464"},
+		{nil, []string{"CLUSTERFLOW_METRICS_ADDRESS=0.0.0.0:9100"}, "0.0.0.0:9100"},
+		{[]string{"--metrics-address", "127.0.0.1:0"}, []string{"CLUSTERFLOW_METRICS_ADDRESS=0.0.0.0:9100"}, "127.0.0.1:0"},
+		{[]string{"--metrics-address="}, nil, ""},
+		{nil, []string{"CLUSTERFLOW_METRICS_ADDRESS=off"}, ""},
+	} {
+		c, err := load(t, tc.args, tc.env...)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if c.MetricsAddress != tc.want {
+			t.Errorf("%v %v: metrics address %q, want %q", tc.args, tc.env, c.MetricsAddress, tc.want)
+		}
+	}
+	if _, err := load(t, []string{"--metrics-address", "9464"}); err == nil || !strings.Contains(err.Error(), "metrics address") {
+		t.Fatalf("a port without a host must be refused: %v", err)
+	}
+}

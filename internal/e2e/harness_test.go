@@ -1,12 +1,14 @@
-//go:build integration
+//go:build integration || lab || browser
 
 // Package e2e runs clusterflow end to end as a user would: the real worker and starter
 // binaries, the embedded Temporal server in a process of its own (persisted in SQLite),
 // and real OpenSSH servers on loopback addresses. Worker processes are killed with
 // SIGKILL to prove that runs survive them.
 //
-// Run with: go test -tags integration ./internal/e2e/
-// Set CLUSTERFLOW_RECORD_HISTORIES=DIR to write the runs' histories as replay fixtures.
+// Run with: go test -tags integration ./internal/e2e/ (loopback sshd hosts), and
+// go test -tags lab ./internal/e2e/ (procedures on the Docker lab: Debian nodes with
+// their own sshd and Docker engine). Set CLUSTERFLOW_RECORD_HISTORIES=DIR to write
+// the runs' histories as replay fixtures.
 package e2e
 
 import (
@@ -15,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +33,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/clusterflow/clusterflow/internal/sshtest"
-	"github.com/clusterflow/clusterflow/workflows"
 )
 
 var binDir string
@@ -42,7 +44,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, name := range []string{"worker", "starter"} {
+	for _, name := range []string{"worker", "starter", "lab"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "github.com/clusterflow/clusterflow/"+name)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -68,10 +70,14 @@ type cluster struct {
 	workerNo int
 }
 
+// newCluster starts an embedded Temporal server process and, when hosts > 0, an
+// sshd serving that many loopback hosts. Workers are started by the test.
 func newCluster(t *testing.T, hosts int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), logs: map[*exec.Cmd]*bytes.Buffer{}}
-	c.ssh = sshtest.New(t, hosts)
+	if hosts > 0 {
+		c.ssh = sshtest.New(t, hosts)
+	}
 	c.port = freePort(t)
 	c.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
 	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", "0",
@@ -241,134 +247,97 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-// TestPlaybookOverSSH runs run and upload steps on 3 loopback hosts through the
-// starter, then runs the same playbook again and sees nothing change.
-func TestPlaybookOverSSH(t *testing.T) {
-	c := newCluster(t, 3)
-	c.startWorker()
-	out := t.TempDir()
-	tmpl := filepath.Join(c.dir, "motd.tmpl")
-	if err := os.WriteFile(tmpl, []byte("{{.Vars.greeting}} from {{.Host.Name}} at {{.Host.Address}}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pb := c.playbook("e2e-basic", fmt.Sprintf(`    - name: facts
-      kind: run
-      hosts: all-hosts
-      command: [sh, -c, 'set -- $SSH_CONNECTION; uname -s > %[1]s/uname-$3']
-    - name: motd
-      kind: upload
-      hosts: h1
-      src: motd.tmpl
-      template: true
-      dest: %[1]s/motd
-      mode: "0640"
-    - name: marker
-      kind: run
-      hosts: [h1, h2]
-      command: [touch, %[1]s/marker]
-      creates: %[1]s/marker
-`, out))
-	// The loopback hosts share this machine's file system, so the upload goes to one
-	// host only; per-host differences are shown by the facts step's file names.
-
-	start := time.Now()
-	stdout, code := c.starter("run", pb)
-	t.Logf("first run took %s:\n%s", time.Since(start).Round(time.Millisecond), stdout)
-	if code != 0 {
-		t.Fatalf("starter run exit %d:\n%s", code, stdout)
-	}
-	for i, h := range c.ssh.Hosts {
-		if got := strings.TrimSpace(readFile(t, filepath.Join(out, "uname-"+h.Addr))); got != "Linux" {
-			t.Errorf("host %d: uname file %q", i+1, got)
+// labUp brings up a fresh lab of n nodes (removing any lab first) with its state in
+// the test's directory, and returns the path of the inventory it wrote. With
+// prebaked, the nodes come with docker.io installed (not started). The lab is taken
+// down when the test ends.
+func (c *cluster) labUp(n int, prebaked bool) string {
+	c.t.Helper()
+	state := filepath.Join(c.dir, "state")
+	lab := func(args ...string) {
+		cmd := exec.Command(filepath.Join(binDir, "lab"), args...)
+		cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+state)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			c.t.Fatalf("lab %v: %v\n%s", args, err, out)
 		}
 	}
-	motd := readFile(t, filepath.Join(out, "motd"))
-	if motd != "hello from h1 at "+c.ssh.Hosts[0].Addr+"\n" {
-		t.Errorf("motd: %q", motd)
+	lab("down")
+	args := []string{"up", "--nodes", strconv.Itoa(n)}
+	if prebaked {
+		args = append(args, "--prebaked")
 	}
-	if !strings.Contains(stdout, "e2e-basic completed") {
-		t.Errorf("no completion summary in output")
-	}
-	c.record(workflows.WorkflowID("e2e-basic"), "RunPlaybook-basic")
-
-	// The second run: the marker step's guard holds on both hosts.
-	start = time.Now()
-	stdout, code = c.starter("run", "--output", "json", pb)
-	t.Logf("second run took %s", time.Since(start).Round(time.Millisecond))
-	if code != 0 {
-		t.Fatalf("second run exit %d:\n%s", code, stdout)
-	}
-	if !strings.Contains(stdout, `"unchanged"`) {
-		t.Errorf("second run reports nothing unchanged:\n%s", stdout)
-	}
+	lab(args...)
+	c.t.Cleanup(func() {
+		if os.Getenv("CLUSTERFLOW_LAB_KEEP") == "" {
+			lab("down")
+		}
+	})
+	return filepath.Join(state, "lab", "inventory.yaml")
 }
 
-// TestWorkerKilledMidStep kills the worker with SIGKILL while a long step runs on
-// every host, starts a new worker, and checks that the run finishes with no
-// completed step executed twice (a counter file per host records every execution).
-func TestWorkerKilledMidStep(t *testing.T) {
-	c := newCluster(t, 3)
-	w1 := c.startWorker()
-	out := t.TempDir()
-	// Each command appends its step name to a per-host counter file; the host is
-	// told apart by the server address in SSH_CONNECTION.
-	step := func(name, body string) string {
-		return fmt.Sprintf(`    - name: %s
-      kind: run
-      hosts: all
-      timeout: 2m
-      command: [sh, -c, 'set -- $SSH_CONNECTION; %s echo %s >> %s/counter-$3']
-`, name, body, name, out)
+// labPlaybook writes a playbook that includes the lab inventory, with the given
+// steps (YAML, indented for spec.steps), next to the test's other files.
+func (c *cluster) labPlaybook(name, inventory, steps string) string {
+	c.t.Helper()
+	text := fmt.Sprintf(`apiVersion: clusterflow.io/v1
+kind: Playbook
+metadata:
+  name: %s
+  cluster: lab
+spec:
+  inventory:
+    include: [%s]
+  steps:
+%s`, name, inventory, steps)
+	path := filepath.Join(c.dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		c.t.Fatal(err)
 	}
-	pb := c.playbook("e2e-kill",
-		step("before", "")+
-			step("long", fmt.Sprintf("touch %s/started-$3-$$; sleep 8;", out))+
-			step("after", ""))
+	return path
+}
 
-	stdout, code := c.starter("run", "--detach", pb)
-	if code != 0 {
-		t.Fatalf("start: exit %d\n%s", code, stdout)
+// newClusterWithUI is newCluster with the embedded Web UI on a free loopback port; it
+// returns the UI's base URL once the UI answers HTTP.
+func newClusterWithUI(t *testing.T, hosts int) (*cluster, string) {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), logs: map[*exec.Cmd]*bytes.Buffer{}}
+	if hosts > 0 {
+		c.ssh = sshtest.New(t, hosts)
 	}
-	id := workflows.WorkflowID("e2e-kill")
-
-	// A second run of the same playbook while this one is open is refused.
-	dup, dupCode := c.starter("run", "--detach", pb)
-	if dupCode != 3 || !strings.Contains(dup, "already running") {
-		t.Fatalf("duplicate run: exit %d, want 3 and 'already running':\n%s", dupCode, dup)
-	}
-
-	// Kill the worker once the long step has started on every host.
-	started := func() int {
-		m, _ := filepath.Glob(filepath.Join(out, "started-*"))
-		return len(m)
-	}
-	waitFor(t, 60*time.Second, "the long step to start on 3 hosts", func() bool { return started() >= 3 })
-	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = w1.Wait()
-	killedAt := time.Now()
-	t.Logf("worker 1 killed with SIGKILL mid-step")
-
-	// The remote commands of the dead worker must be gone (their SSH connection
-	// dropped), so the long step's interrupted attempts never append.
-	waitFor(t, 15*time.Second, "the interrupted remote sleeps to end", func() bool {
-		return exec.Command("pgrep", "-f", "started-.*sleep 8").Run() != nil
-	})
-
-	c.startWorker()
-	if err := c.waitRun(id, 3*time.Minute); err != nil {
-		t.Fatalf("run after worker restart: %v", err)
-	}
-	t.Logf("run finished %s after the kill", time.Since(killedAt).Round(time.Millisecond))
-	for _, h := range c.ssh.Hosts {
-		got := readFile(t, filepath.Join(out, "counter-"+h.Addr))
-		if got != "before\nlong\nafter\n" {
-			t.Errorf("host %s executed steps %q; want each exactly once", h.Addr, got)
+	c.port = freePort(t)
+	c.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
+	uiPort := freePort(t)
+	uiURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(uiPort))
+	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", strconv.Itoa(uiPort),
+		"--state-dir", filepath.Join(c.dir, "state"))
+	t.Cleanup(c.stopAll)
+	var err error
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c.client, err = client.Dial(client.Options{HostPort: c.addr})
+		if err == nil {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("embedded server did not come up: %v\n%s", err, c.logOf(c.procs[0]))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if n := started(); n != 6 {
-		t.Errorf("long step started %d times over 3 hosts; want 6 (3 killed, 3 retried)", n)
+	t.Cleanup(c.client.Close)
+	for {
+		resp, err := http.Get(uiURL + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				break
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("embedded web UI did not come up at %s: %v\n%s", uiURL, err, c.logOf(c.procs[0]))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	c.record(id, "RunPlaybook-worker-killed")
+	return c, uiURL
 }
