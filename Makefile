@@ -59,11 +59,12 @@ test:
 	@trap 'bash lab/prereqs.sh --stop' EXIT; \
 	  $(MAKE) --no-print-directory check test-integration test-lab
 
-# Runs the example playbook on a fresh 3-node lab with the embedded Temporal server.
+# Runs the bootstrap playbook (SSH keys in a mesh, Docker on every node) on a 3-node
+# lab with the embedded Temporal server and its Web UI.
 demo:
 	@bash lab/prereqs.sh
 	$(GO) run ./lab up
-	$(GO) run ./starter run playbooks/hello.yaml
+	$(GO) run ./starter run playbooks/bootstrap.yaml
 
 clean:
 	rm -rf bin .cache

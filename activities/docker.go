@@ -1425,9 +1425,6 @@ type StartEngineResult struct {
 	Action string `json:"action,omitempty"`
 }
 
-// supervisorService is the service name of the engine under clusterflow-service.
-const supervisorService = "dockerd"
-
 // engineStateScript reports, as KEY=VALUE lines: manager (systemd, clusterflow-
 // service, sysv or none), dockerd (its path), enabled and active (yes or no), stale
 // (yes when the daemon.json $2 is newer than the running engine: a restart that a
@@ -1458,7 +1455,8 @@ if [ "$active" = yes ] && [ -e "$2" ] && pid=$(cat /var/run/docker.pid 2>/dev/nu
   btime=$(awk '/^btime/ {print $2}' /proc/stat)
   ticks=$(awk '{print $22}' "/proc/$pid/stat")
   hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
-  if [ "$(stat -c %Y "$2")" -gt "$((btime + ticks / hz))" ]; then stale=yes; fi
+  # Both clocks are whole seconds and btime may be a second off: 2 s of slack.
+  if [ "$(stat -c %Y "$2")" -gt "$((btime + ticks / hz + 2))" ]; then stale=yes; fi
 fi
 echo "stale=$stale"
 answers=no

@@ -1,17 +1,20 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 )
 
 // TestReplayHistories replays every recorded history in testdata/histories against
 // the current workflow code. A change that would break runs already in flight fails
 // here: guard it with workflow.GetVersion. Histories are recorded from real runs by
-// the integration tests (CLUSTERFLOW_RECORD_HISTORIES=workflows/testdata/histories);
+// the integration and lab tests (CLUSTERFLOW_RECORD_HISTORIES=$PWD/workflows/testdata/histories);
 // each file is named after its workflow type: TYPE-scenario.json.
 func TestReplayHistories(t *testing.T) {
 	files, err := filepath.Glob("testdata/histories/*.json")
@@ -23,9 +26,23 @@ func TestReplayHistories(t *testing.T) {
 		name := filepath.Base(f)
 		covered[strings.SplitN(name, "-", 2)[0]] = true
 		t.Run(name, func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			Register(r)
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			r, err := os.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Replay under the run's own workflow ID: RunPlaybook derives its child
+			// workflows' IDs from it.
+			id := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowId()
+			rp := worker.NewWorkflowReplayer()
+			Register(rp)
+			if err := rp.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: id, RunID: "replay"},
+			}); err != nil {
 				t.Fatalf("replaying %s: %v", f, err)
 			}
 		})
