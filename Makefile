@@ -29,11 +29,12 @@ lint: tools
 	$(GO) vet -tags integration,lab ./...
 	$(TOOLS)/staticcheck ./...
 	$(TOOLS)/workflowcheck ./workflows/...
-	@cp go.mod /tmp/clusterflow-go.mod.bak; cp go.sum /tmp/clusterflow-go.sum.bak; \
+	@bak=$$(mktemp -d); cp go.mod go.sum "$$bak"/; \
 	  $(GO) mod tidy; \
-	  if ! git diff --quiet -- go.mod go.sum; then git diff -- go.mod go.sum | head -40; \
-	    cp /tmp/clusterflow-go.mod.bak go.mod; cp /tmp/clusterflow-go.sum.bak go.sum; \
-	    echo "go mod tidy changes go.mod/go.sum"; exit 1; fi
+	  if ! cmp -s go.mod "$$bak"/go.mod || ! cmp -s go.sum "$$bak"/go.sum; then \
+	    diff -u "$$bak"/go.mod go.mod | head -40; cp "$$bak"/go.mod "$$bak"/go.sum .; rm -rf "$$bak"; \
+	    echo "go mod tidy changes go.mod/go.sum: run it and check the pinned versions"; exit 1; fi; \
+	  rm -rf "$$bak"
 
 # Unit tests: fast, no Docker; the SSH tests use a real sshd on loopback. The packages
 # that link the embedded Temporal server have no unit tests and are left out: building

@@ -70,7 +70,7 @@ func TestHandler(t *testing.T) {
 		log := slog.New(NewHandler(h)).With("apiKey", "abc123secretvalue", "host", "node-1")
 		log.WithGroup("tls").Info("joining with "+swarm,
 			"password", "hunter2hunter2",
-			"passphrase", 42,
+			"passphrase", 4242424217,
 			"stdout", "out\n"+pemKey,
 			"error", errors.New("docker swarm join --token "+swarm+" failed"),
 			"obj", stringer{"key " + pemKey},
@@ -80,7 +80,7 @@ func TestHandler(t *testing.T) {
 			"count", 3,
 		)
 		out := buf.String()
-		for _, leak := range []string{"abc123secretvalue", "hunter2hunter2", "42", "b3BlbnNzaC1rZXktdjEA", "3pu6hszjas19", "id_ed25519"} {
+		for _, leak := range []string{"abc123secretvalue", "hunter2hunter2", "4242424217", "b3BlbnNzaC1rZXktdjEA", "3pu6hszjas19", "id_ed25519"} {
 			if strings.Contains(out, leak) {
 				t.Errorf("%s: %q leaked: %s", format, leak, out)
 			}
