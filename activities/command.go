@@ -136,3 +136,30 @@ func heartbeatInterval(ctx context.Context, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// tick calls record every interval until the returned stop is called or ctx ends. It
+// is how long activities keep heartbeating while they wait on a remote host; stop
+// returns once record is no longer running.
+func tick(ctx context.Context, interval time.Duration, record func()) (stop func()) {
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				record()
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+	}
+}

@@ -1661,27 +1661,7 @@ func (d *Docker) begin(ctx context.Context, h playbooks.Host) (*dockerOp, func()
 	}
 	op.record = func() { activity.RecordHeartbeat(ctx, op.snapshot()) }
 	every := heartbeatInterval(ctx, d.heartbeatEvery)
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				op.record()
-			}
-		}
-	}()
-	return op, func() {
-		close(quit)
-		<-finished
-	}
+	return op, tick(ctx, every, op.record)
 }
 
 func (op *dockerOp) snapshot() DockerProgress {

@@ -21,7 +21,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -1360,28 +1359,7 @@ func (k *Keys) heartbeats(ctx context.Context, phase string) (stop func()) {
 		return func() {}
 	}
 	every := heartbeatInterval(ctx, k.heartbeatEvery)
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, phase)
-			}
-		}
-	}()
-	return func() {
-		close(quit)
-		wg.Wait()
-	}
+	return tick(ctx, every, func() { activity.RecordHeartbeat(ctx, phase) })
 }
 
 // runCapture runs e on h like Pool.run, but keeps the whole standard output (up to

@@ -508,27 +508,7 @@ func (f *Files) heartbeats(ctx context.Context, prog *uploadProgress) (stop func
 		return func() {}
 	}
 	every := heartbeatInterval(ctx, f.heartbeatEvery)
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, prog.snapshot())
-			}
-		}
-	}()
-	return func() {
-		close(quit)
-		<-finished
-	}
+	return tick(ctx, every, func() { activity.RecordHeartbeat(ctx, prog.snapshot()) })
 }
 
 // countingReader counts bytes read into n.
