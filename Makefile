@@ -6,7 +6,7 @@ TOOLS   := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: build check lint test test-unit test-integration test-lab demo tools clean
+.PHONY: build check lint test test-unit test-integration test-lab test-browser demo tools clean
 
 build:
 	$(GO) build -o bin/worker ./worker
@@ -26,7 +26,7 @@ lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags integration,lab ./...
+	$(GO) vet -tags integration,lab,browser ./...
 	$(TOOLS)/staticcheck ./...
 	$(TOOLS)/workflowcheck ./workflows/...
 	@bak=$$(mktemp -d); cp go.mod go.sum "$$bak"/; \
@@ -49,6 +49,12 @@ test-integration:
 	CLUSTERFLOW_REQUIRE_SSHD=1 $(GO) test -tags integration -count=1 -timeout 20m ./internal/e2e/...
 
 # Lab: Debian nodes in containers with their own sshd (and Docker engine).
+# The embedded Web UI in Debian's headless Chromium (loopback only): start RunPlaybook
+# from the form, find the run by its search attributes. Screenshots in .cache/screenshots.
+test-browser:
+	mkdir -p .cache/screenshots
+	CLUSTERFLOW_SCREENSHOT_DIR=$(CURDIR)/.cache/screenshots $(GO) test -tags browser -count=1 -timeout 10m -run WebUI ./internal/e2e/
+
 # -p 1: the lab has fixed names and addresses, so one package at a time.
 test-lab:
 	$(GO) test -tags lab -p 1 -count=1 -timeout 30m ./lab/... ./internal/e2e/...
@@ -58,7 +64,7 @@ test-lab:
 test:
 	@bash lab/prereqs.sh
 	@trap 'bash lab/prereqs.sh --stop' EXIT; \
-	  $(MAKE) --no-print-directory check test-integration test-lab
+	  $(MAKE) --no-print-directory check test-integration test-browser test-lab
 
 # Runs the bootstrap playbook (SSH keys in a mesh, Docker on every node) on a 3-node
 # lab with the embedded Temporal server and its Web UI.

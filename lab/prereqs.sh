@@ -40,6 +40,7 @@ missing_packages() {
 	need ip iproute2
 	need pgrep procps            # tests look for leftover remote processes
 	need sudo sudo               # the upload activity's sudo path is tested
+	need chromium chromium       # the Web UI test drives Debian's headless Chromium
 }
 
 # engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).

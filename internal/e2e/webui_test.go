@@ -9,11 +9,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -45,12 +48,42 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithErrorf(t.Logf))
 	t.Cleanup(cancel)
+	// The page's errors and failed requests go to the test log.
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			t.Logf("browser: exception: %s", ev.ExceptionDetails.Text+" "+exceptionDesc(ev.ExceptionDetails))
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				t.Logf("browser: console %s: %s", ev.Type, strings.Join(args, " "))
+			}
+		case *network.EventResponseReceived:
+			if ev.Response.Status >= 400 {
+				t.Logf("browser: %d %s", ev.Response.Status, ev.Response.URL)
+			}
+		case *network.EventLoadingFailed:
+			if ev.Canceled { // a navigation cut a request short
+				return
+			}
+			t.Logf("browser: request failed: %s", ev.ErrorText)
+		}
+	}); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
 	return ctx
 }
 
+// do runs browser steps, failing the test (after a dump) when they fail or take
+// longer than 30s.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
 		dump(t, ctx, "failed")
 		t.Fatalf("%s: %v", what, err)
 	}
@@ -98,6 +131,15 @@ func dump(t *testing.T, ctx context.Context, name string) {
 	t.Logf("dumped %s (%s) to %s", name, loc, dir)
 }
 
+// TestWebUIStartPlaybook does what the README's "Starting a playbook from the Web UI"
+// says, in headless Chromium: opens the embedded UI, chooses Start Workflow, fills in
+// the ID, task queue, type and the JSON input naming a playbook file in the worker's
+// playbook directory, and starts it. The run then shows up in the list filtered by
+// its search attribute, and its page shows the search attributes every run sets.
+// Screenshots of the list and the run page go to CLUSTERFLOW_SCREENSHOT_DIR (default:
+// the test's temporary directory); CLUSTERFLOW_WEBUI_DUMP=DIR saves every page seen.
+//
+// Run with: go test -tags browser -count=1 -v ./internal/e2e/ -run WebUI
 func TestWebUIStartPlaybook(t *testing.T) {
 	began := time.Now()
 	c, ui := newClusterWithUI(t, 2)
@@ -108,11 +150,17 @@ func TestWebUIStartPlaybook(t *testing.T) {
 	ctx := browser(t)
 	const id = "playbook/webui-hello"
 
-	// The README's steps: Start Workflow, then the four fields.
+	// The README's steps: open the UI, choose Start Workflow, fill in four fields.
 	do(t, ctx, "open the start page",
-		chromedp.Navigate(ui+"/namespaces/default/workflows/start-workflow"),
+		chromedp.Navigate(ui),
+		// The list page's Start Workflow button is a link to the start page.
+		chromedp.WaitVisible(chromedp.CSS(`a[href^="/namespaces/default/workflows/start-workflow"]`)),
+		chromedp.Click(chromedp.CSS(`a[href^="/namespaces/default/workflows/start-workflow"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#workflowId`)),
 	)
+	if loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`)); loc != "/namespaces/default/workflows/start-workflow" {
+		t.Errorf("Start Workflow led to %s", loc)
+	}
 	dump(t, ctx, "start-empty")
 	editor := chromedp.CSS(`[role="textbox"][aria-label="Data"]`)
 	do(t, ctx, "fill the form",
@@ -121,8 +169,7 @@ func TestWebUIStartPlaybook(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#workflowType`), "RunPlaybook"),
 		chromedp.Click(editor),
 		insertText(`{"playbook": "webui-hello.yaml"}`),
-		// Leaving the editor reformats the JSON, which moves the page below it; do
-		// that before clicking Start Workflow so the click lands on the button.
+		// Leave the editor (it reformats the JSON then) before Start Workflow.
 		chromedp.Focus(chromedp.CSS(`#workflowType`)),
 	)
 	enc, err := chromedp.Run(ctx, chromedp.Evaluate[string](
@@ -142,19 +189,18 @@ func TestWebUIStartPlaybook(t *testing.T) {
 	)
 	dump(t, ctx, "start-filled")
 	do(t, ctx, "submit", chromedp.Click(start))
-	// The UI leaves the start page for the new run's page once the server accepted it.
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`!location.pathname.endsWith("/start-workflow")`,
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
-		dump(t, ctx, "after-submit")
-		t.Fatalf("the start page stayed after Start Workflow: %v\n%s", err, pageText(ctx))
+	// The UI confirms with a toast and stays on the start page.
+	toast, err := chromedp.Run(ctx, chromedp.Poll[string](
+		`[...document.querySelectorAll('[data-testid^="toast-live-region"]')].map(e => e.innerText).join(" ").trim()`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	dump(t, ctx, "after-submit")
+	if err != nil || !strings.Contains(toast, "Workflow started successfully") {
+		t.Fatalf("no confirmation after Start Workflow: toast %q (%v)\n%s", toast, err, pageText(ctx))
 	}
-
 	// The run completes (checked with the SDK, so the browser part only reads).
 	if err := c.waitRun(id, 2*time.Minute); err != nil {
-		dump(t, ctx, "after-submit")
 		t.Fatalf("run started from the web UI: %v\n%s", err, c.logOf(c.procs[len(c.procs)-1]))
 	}
-	dump(t, ctx, "after-submit")
 	desc, err := c.client.DescribeWorkflowExecution(context.Background(), id, "")
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +215,10 @@ func TestWebUIStartPlaybook(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		do(t, ctx, "open the filtered list", chromedp.Navigate(listURL))
-		if err := waitText(ctx, 5*time.Second, id, "Completed"); err == nil {
+		_, err := chromedp.Run(ctx, chromedp.PollFunction[chromedp.Void](listedCompleted,
+			chromedp.WithPollingArgs(id, runID), chromedp.WithPollingInterval(100*time.Millisecond),
+			chromedp.WithPollingTimeout(5*time.Second)))
+		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -184,17 +233,46 @@ func TestWebUIStartPlaybook(t *testing.T) {
 	}
 	screenshot(t, ctx, filepath.Join(shots, "webui-list.png"))
 
-	// The run's page shows the search attributes.
-	runURL := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", ui, url.PathEscape(id), runID)
-	do(t, ctx, "open the run page", chromedp.Navigate(runURL))
-	if err := waitText(ctx, 30*time.Second, id, "Completed"); err != nil {
+	// The run's page (the workflow ID's link in the list), Search Attributes tab.
+	do(t, ctx, "open the run page",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`td[data-testid="workflows-summary-table-body-cell"] a[href*="/%s/%s/"]`, url.PathEscape(id), runID))),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="search-attributes-tab"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="search-attributes-tab"]`)),
+	)
+	// The tab shows the attributes as JSON in a read-only editor.
+	saJSON, err := chromedp.Run(ctx, chromedp.Poll[string](
+		`(e => e && e.textContent.includes("ClusterflowOutcome") && e.textContent)(document.querySelector('[role="textbox"][aria-label="Search Attributes"]'))`,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
 		dump(t, ctx, "run")
-		t.Fatalf("run page %s: %v\n%s", runURL, err, pageText(ctx))
+		t.Fatalf("run page shows no search attributes: %v\n%s", err, pageText(ctx))
+	}
+	var sa map[string]any
+	if err := json.Unmarshal([]byte(saJSON), &sa); err != nil {
+		t.Fatalf("search attributes on the run page: %v\n%s", err, saJSON)
+	}
+	for k, want := range map[string]any{
+		"ClusterflowPlaybook": "webui-hello", "ClusterflowOutcome": "completed",
+		"ClusterflowCluster": "loopback", "ClusterflowStepKinds": []any{"run"},
+	} {
+		if fmt.Sprint(sa[k]) != fmt.Sprint(want) {
+			t.Errorf("run page: search attribute %s = %v, want %v", k, sa[k], want)
+		}
 	}
 	dump(t, ctx, "run")
 	screenshot(t, ctx, filepath.Join(shots, "webui-run.png"))
 	t.Logf("took %s", time.Since(began).Round(time.Millisecond))
 }
+
+// listedCompleted finds the list's one row, which links to the run and says Completed.
+const listedCompleted = `(id, runID) => {
+	const rows = [...document.querySelectorAll("tr")].filter(r => r.querySelector('[data-testid="workflows-summary-table-body-cell"]'));
+	if (rows.length !== 1) return false;
+	const href = "/workflows/" + encodeURIComponent(id) + "/" + runID + "/";
+	const links = [...rows[0].querySelectorAll("a")].filter(a => a.getAttribute("href").includes(href));
+	const status = rows[0].querySelector('[data-testid="execution-status"]');
+	return links.some(a => a.textContent.trim() === id) && status && status.textContent.trim() === "Completed";
+}`
 
 func screenshot(t *testing.T, ctx context.Context, path string) {
 	t.Helper()
@@ -206,4 +284,11 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+func exceptionDesc(d *runtime.ExceptionDetails) string {
+	if d.Exception != nil {
+		return d.Exception.Description
+	}
+	return ""
 }
