@@ -51,7 +51,7 @@ func TestMergeAuthorizedKeys(t *testing.T) {
 		"# managed by hand",
 		b64(a) + " alice@laptop",
 		"",
-		`from="10.0.0.0/8",no-pty ` + b64(b) + " old-cluster", // to remove, options and all
+		`from="192.0.2.0/24",no-pty ` + b64(b) + " old-cluster", // to remove, options and all
 		"this line is not a key",
 		b64(c) + " first",
 		`command="/bin/false" ` + b64(c) + " second copy with options", // duplicate of a wanted key
@@ -107,7 +107,7 @@ func TestMergeAuthorizedKeysEdges(t *testing.T) {
 }
 
 func TestParseKeyLinesRefusesOptionsAndGarbage(t *testing.T) {
-	h := playbooks.Host{Name: "h", Address: "10.0.0.1"}
+	h := playbooks.Host{Name: "h", Address: "192.0.2.1"}
 	a := newTestKey(t)
 	for _, bad := range []string{"", "ssh-ed25519", "nonsense AAAA", `no-pty ` + b64(a)} {
 		if _, err := parseKeyLines(h, []string{bad}); err == nil {
@@ -126,15 +126,15 @@ func TestMergeKnownHosts(t *testing.T) {
 	m1, m2, s1, stale, other, revoked := newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t)
 	ecKey := newECDSAKey(t)
 	hosts := []knownHost{
-		{names: []string{"10.0.0.11", "master"}, keys: []ssh.PublicKey{m1, ecKey}},
-		{names: []string{"[10.0.0.12]:2222", "[slave01]:2222"}, keys: []ssh.PublicKey{s1, revoked}},
-		{names: []string{"10.0.0.13", "slave02"}, keys: []ssh.PublicKey{m2}},
+		{names: []string{"192.0.2.11", "master"}, keys: []ssh.PublicKey{m1, ecKey}},
+		{names: []string{"[192.0.2.12]:2222", "[slave01]:2222"}, keys: []ssh.PublicKey{s1, revoked}},
+		{names: []string{"192.0.2.13", "slave02"}, keys: []ssh.PublicKey{m2}},
 	}
 	in := strings.Join([]string{
 		"# my hosts",
 		knownhosts.Line([]string{"github.com"}, other),
-		knownhosts.Line([]string{"10.0.0.11"}, m1),               // already there, by address
-		knownhosts.Line([]string{"10.0.0.11"}, m1),               // duplicate
+		knownhosts.Line([]string{"192.0.2.11"}, m1),               // already there, by address
+		knownhosts.Line([]string{"192.0.2.11"}, m1),               // duplicate
 		knownhosts.Line([]string{"master"}, stale),               // stale: master has another ed25519 key now
 		knownhosts.Line([]string{"master", "github.com"}, stale), // mixed: not ours alone, kept
 		"|1|" + hashed(t, "slave02") + " " + b64(m2),             // hashed entry for slave02's name
@@ -148,21 +148,21 @@ func TestMergeKnownHosts(t *testing.T) {
 	mustHave := []string{
 		"# my hosts",
 		knownhosts.Line([]string{"github.com"}, other),
-		knownhosts.Line([]string{"10.0.0.11"}, m1),
+		knownhosts.Line([]string{"192.0.2.11"}, m1),
 		knownhosts.Line([]string{"master", "github.com"}, stale),
 		"garbage line",
 		"@revoked * " + b64(revoked),
 		knownhosts.Line([]string{"master"}, m1),
-		knownhosts.Line([]string{"10.0.0.11", "master"}, ecKey),
-		knownhosts.Line([]string{"[10.0.0.12]:2222", "[slave01]:2222"}, s1),
-		knownhosts.Line([]string{"10.0.0.13"}, m2),
+		knownhosts.Line([]string{"192.0.2.11", "master"}, ecKey),
+		knownhosts.Line([]string{"[192.0.2.12]:2222", "[slave01]:2222"}, s1),
+		knownhosts.Line([]string{"192.0.2.13"}, m2),
 	}
 	for _, l := range mustHave {
 		if !strings.Contains(got, l+"\n") {
 			t.Errorf("missing line %q", l)
 		}
 	}
-	if strings.Count(got, knownhosts.Line([]string{"10.0.0.11"}, m1)+"\n") != 1 {
+	if strings.Count(got, knownhosts.Line([]string{"192.0.2.11"}, m1)+"\n") != 1 {
 		t.Errorf("duplicate line kept:\n%s", got)
 	}
 	if strings.Contains(got, knownhosts.Line([]string{"master"}, stale)+"\n") {
@@ -210,23 +210,23 @@ func TestMergeKnownHosts(t *testing.T) {
 }
 
 func TestParseKnownHostsEntries(t *testing.T) {
-	h := playbooks.Host{Name: "h", Address: "10.0.0.1"}
+	h := playbooks.Host{Name: "h", Address: "192.0.2.1"}
 	k := newTestKey(t)
 	got, err := parseKnownHostsEntries(h, []KnownHostsEntry{
-		{Name: "master", Address: "10.0.0.11", Keys: []string{b64(k)}},
-		{Name: "n2", Address: "10.0.0.12", Port: 2222, Keys: []string{b64(k)}},
-		{Name: "10.0.0.13", Address: "10.0.0.13", Port: 22, Keys: []string{b64(k)}},
+		{Name: "master", Address: "192.0.2.11", Keys: []string{b64(k)}},
+		{Name: "n2", Address: "192.0.2.12", Port: 2222, Keys: []string{b64(k)}},
+		{Name: "192.0.2.13", Address: "192.0.2.13", Port: 22, Keys: []string{b64(k)}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][]string{{"10.0.0.11", "master"}, {"[10.0.0.12]:2222", "[n2]:2222"}, {"10.0.0.13"}}
+	want := [][]string{{"192.0.2.11", "master"}, {"[192.0.2.12]:2222", "[n2]:2222"}, {"192.0.2.13"}}
 	for i := range want {
 		if strings.Join(got[i].names, " ") != strings.Join(want[i], " ") {
 			t.Errorf("entry %d names %q, want %q", i, got[i].names, want[i])
 		}
 	}
-	for _, bad := range []KnownHostsEntry{{Name: "a,b", Address: "10.0.0.1"}, {Name: "x", Address: "*"}, {Name: "x", Address: ""}} {
+	for _, bad := range []KnownHostsEntry{{Name: "a,b", Address: "192.0.2.1"}, {Name: "x", Address: "*"}, {Name: "x", Address: ""}} {
 		if _, err := parseKnownHostsEntries(h, []KnownHostsEntry{bad}); err == nil {
 			t.Errorf("%+v: want an error", bad)
 		}
@@ -358,11 +358,11 @@ func TestRecordOperatorKnownHosts(t *testing.T) {
 	file := filepath.Join(dir, "known_hosts")
 	ed, other := newTestKey(t), newTestKey(t)
 	// The host is known by its ed25519 key, as the pool pinned it.
-	if err := os.WriteFile(file, []byte(knownhosts.Line([]string{"10.0.0.11"}, ed)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(knownhosts.Line([]string{"192.0.2.11"}, ed)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := playbooks.Host{Name: "master", Address: "10.0.0.11", Port: 22, User: "root", KnownHostsFile: file}
-	h2 := playbooks.Host{Name: "n2", Address: "10.0.0.12", Port: 2222, User: "root", KnownHostsFile: filepath.Join(dir, "new", "known_hosts")}
+	h := playbooks.Host{Name: "master", Address: "192.0.2.11", Port: 22, User: "root", KnownHostsFile: file}
+	h2 := playbooks.Host{Name: "n2", Address: "192.0.2.12", Port: 2222, User: "root", KnownHostsFile: filepath.Join(dir, "new", "known_hosts")}
 	ecKey := newECDSAKey(t)
 	req := RecordOperatorKnownHostsRequest{Hosts: []OperatorHostKeys{
 		{Host: h, Keys: []string{b64(ed), b64(ecKey)}},
@@ -374,12 +374,12 @@ func TestRecordOperatorKnownHosts(t *testing.T) {
 		t.Fatalf("first: %+v, %v", res, err)
 	}
 	got := string(mustRead(t, file))
-	want := knownhosts.Line([]string{"10.0.0.11"}, ed) + "\n" + knownhosts.Line([]string{"10.0.0.11"}, ecKey) + "\n"
+	want := knownhosts.Line([]string{"192.0.2.11"}, ed) + "\n" + knownhosts.Line([]string{"192.0.2.11"}, ecKey) + "\n"
 	if got != want {
 		t.Fatalf("file:\n%s\nwant:\n%s", got, want)
 	}
 	assertMode(t, h2.KnownHostsFile, 0o600)
-	if got := string(mustRead(t, h2.KnownHostsFile)); got != knownhosts.Line([]string{"[10.0.0.12]:2222"}, other)+"\n" {
+	if got := string(mustRead(t, h2.KnownHostsFile)); got != knownhosts.Line([]string{"[192.0.2.12]:2222"}, other)+"\n" {
 		t.Fatalf("new file: %q", got)
 	}
 	res, err = k.RecordOperatorKnownHosts(context.Background(), req)
