@@ -70,9 +70,17 @@ type cluster struct {
 	workerNo int
 }
 
-// newCluster starts an embedded Temporal server process and, when hosts > 0, an
-// sshd serving that many loopback hosts. Workers are started by the test.
+// newCluster starts an embedded Temporal server process (without its Web UI) and,
+// when hosts > 0, an sshd serving that many loopback hosts. Workers are started by
+// the test.
 func newCluster(t *testing.T, hosts int) *cluster {
+	t.Helper()
+	return startCluster(t, hosts, 0)
+}
+
+// startCluster is newCluster with the Web UI on uiPort (0: no UI). It returns once
+// the frontend accepts clients.
+func startCluster(t *testing.T, hosts, uiPort int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), logs: map[*exec.Cmd]*bytes.Buffer{}}
 	if hosts > 0 {
@@ -80,7 +88,7 @@ func newCluster(t *testing.T, hosts int) *cluster {
 	}
 	c.port = freePort(t)
 	c.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
-	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", "0",
+	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", strconv.Itoa(uiPort),
 		"--state-dir", filepath.Join(c.dir, "state"))
 	t.Cleanup(c.stopAll)
 	var err error
@@ -301,30 +309,10 @@ spec:
 // returns the UI's base URL once the UI answers HTTP.
 func newClusterWithUI(t *testing.T, hosts int) (*cluster, string) {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), logs: map[*exec.Cmd]*bytes.Buffer{}}
-	if hosts > 0 {
-		c.ssh = sshtest.New(t, hosts)
-	}
-	c.port = freePort(t)
-	c.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
 	uiPort := freePort(t)
 	uiURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(uiPort))
-	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", strconv.Itoa(uiPort),
-		"--state-dir", filepath.Join(c.dir, "state"))
-	t.Cleanup(c.stopAll)
-	var err error
+	c := startCluster(t, hosts, uiPort)
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c.client, err = client.Dial(client.Options{HostPort: c.addr})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("embedded server did not come up: %v\n%s", err, c.logOf(c.procs[0]))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Cleanup(c.client.Close)
 	for {
 		resp, err := http.Get(uiURL + "/")
 		if err == nil {
