@@ -68,6 +68,8 @@ install_packages() {
 	fi
 	[ "$(id -u)" = 0 ] || die "missing packages ($pkgs) and not root: run as root"
 	command -v apt-get >/dev/null 2>&1 || die "missing packages ($pkgs) and no apt-get: install them by hand"
+	# Chromium only recommends its fonts; the screenshots want them.
+	case " $pkgs " in *" chromium "*) pkgs="$pkgs fonts-liberation" ;; esac
 	say "installing: $pkgs"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
