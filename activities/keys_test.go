@@ -133,8 +133,8 @@ func TestMergeKnownHosts(t *testing.T) {
 	in := strings.Join([]string{
 		"# my hosts",
 		knownhosts.Line([]string{"github.com"}, other),
-		knownhosts.Line([]string{"192.0.2.11"}, m1),               // already there, by address
-		knownhosts.Line([]string{"192.0.2.11"}, m1),               // duplicate
+		knownhosts.Line([]string{"192.0.2.11"}, m1),              // already there, by address
+		knownhosts.Line([]string{"192.0.2.11"}, m1),              // duplicate
 		knownhosts.Line([]string{"master"}, stale),               // stale: master has another ed25519 key now
 		knownhosts.Line([]string{"master", "github.com"}, stale), // mixed: not ours alone, kept
 		"|1|" + hashed(t, "slave02") + " " + b64(m2),             // hashed entry for slave02's name

@@ -149,7 +149,7 @@ func TestValidateHost(t *testing.T) {
 }
 
 func TestPoolKey(t *testing.T) {
-	a := playbooks.Host{Address: "10.0.0.1", User: "root", IdentityFile: "/k", KnownHostsFile: "/kh"}
+	a := playbooks.Host{Address: "192.0.2.1", User: "root", IdentityFile: "/k", KnownHostsFile: "/kh"}
 	b := a
 	b.Port = 22 // same as the default
 	if poolKey(a) != poolKey(b) {
@@ -161,11 +161,11 @@ func TestPoolKey(t *testing.T) {
 		t.Error("different identity files must not share a connection")
 	}
 	j := a
-	j.Via = &playbooks.Host{Address: "10.0.0.9", User: "root", KnownHostsFile: "/kh"}
+	j.Via = &playbooks.Host{Address: "192.0.2.9", User: "root", KnownHostsFile: "/kh"}
 	if poolKey(a) == poolKey(j) {
 		t.Error("a jump chain must be part of the key")
 	}
-	if got := redactKey(poolKey(j)); got != "root@10.0.0.1:22 via root@10.0.0.9:22" {
+	if got := redactKey(poolKey(j)); got != "root@192.0.2.1:22 via root@192.0.2.9:22" {
 		t.Errorf("redactKey = %q", got)
 	}
 }

@@ -39,7 +39,7 @@ func TestLoadFull(t *testing.T) {
 	}
 
 	worker1 := Host{
-		Name: "worker1", Address: "10.0.0.11", Port: 2200, User: "root", UseAgent: true,
+		Name: "worker1", Address: "192.0.2.11", Port: 2200, User: "root", UseAgent: true,
 		Groups:         []string{"workers"},
 		KnownHostsFile: filepath.Join(home, ".ssh", "known_hosts"), // the playbook's defaults do not apply
 		HostKeyPolicy:  HostKeyTOFU,
