@@ -504,31 +504,23 @@ func (r *keysRun) fanOut(ctx workflow.Context, phase string,
 	targets := r.alive()
 	step := r.step
 	step.Name = phase
-	sel := workflow.NewSelector(ctx)
-	running, next := 0, 0
-	for next < len(targets) || running > 0 {
-		for next < len(targets) && running < r.parallel && ctx.Err() == nil {
-			i := targets[next]
-			actx := workflow.WithActivityOptions(ctx, hostOptions(step, r.in.Hosts[i]))
-			sel.AddFuture(start(actx, i), func(f workflow.Future) {
-				err := finish(i, f)
-				switch {
-				case err == nil:
-				case temporal.IsCanceledError(err) || ctx.Err() != nil:
-					// The run was cancelled; the host is not to blame.
-				default:
-					r.fail(i, phase, errorMessage(err))
-				}
-			})
-			running++
-			next++
-		}
-		if running == 0 {
-			break
-		}
-		sel.Select(ctx)
-		running--
-	}
+	boundedFanOut(ctx, len(targets), r.parallel,
+		func() bool { return ctx.Err() == nil },
+		func(k int) workflow.Future {
+			i := targets[k]
+			return start(workflow.WithActivityOptions(ctx, hostOptions(step, r.in.Hosts[i])), i)
+		},
+		func(k int, f workflow.Future) {
+			i := targets[k]
+			err := finish(i, f)
+			switch {
+			case err == nil:
+			case temporal.IsCanceledError(err) || ctx.Err() != nil:
+				// The run was cancelled; the host is not to blame.
+			default:
+				r.fail(i, phase, errorMessage(err))
+			}
+		})
 	if ctx.Err() != nil {
 		return temporal.NewCanceledError()
 	}

@@ -217,31 +217,23 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 		return r.endStep(ctx, i, targets, failures, overBudget())
 	}
 
-	sel := workflow.NewSelector(ctx)
-	running, next := 0, 0
-	for next < len(targets) || running > 0 {
-		for next < len(targets) && running < step.Parallel && !overBudget() && ctx.Err() == nil {
-			hs := &st.Hosts[targets[next]]
+	next := boundedFanOut(ctx, len(targets), step.Parallel,
+		func() bool { return !overBudget() && ctx.Err() == nil },
+		func(k int) workflow.Future {
+			hs := &st.Hosts[targets[k]]
 			host, _ := r.plan.HostByName(hs.Host)
 			hs.State, hs.Started = HostRunning, workflow.Now(ctx)
-			f := r.startHost(ctx, step, host)
-			sel.AddFuture(f, func(f workflow.Future) {
-				r.finishHost(ctx, step, hs, f)
-				if hs.State == HostFailed {
-					failures++
-					r.failed[hs.Host] = true
-				}
-				r.publish(ctx)
-			})
-			running++
-			next++
-		}
-		if running == 0 {
-			break
-		}
-		sel.Select(ctx)
-		running--
-	}
+			return r.startHost(ctx, step, host)
+		},
+		func(k int, f workflow.Future) {
+			hs := &st.Hosts[targets[k]]
+			r.finishHost(ctx, step, hs, f)
+			if hs.State == HostFailed {
+				failures++
+				r.failed[hs.Host] = true
+			}
+			r.publish(ctx)
+		})
 
 	// Hosts never started: the budget was spent or the run was cancelled.
 	reason := "not started: the step's failure budget was spent"
