@@ -408,10 +408,7 @@ func TestDistributeKeysRefusesBadInput(t *testing.T) {
 			in := keysInput(true, "a", "b")
 			change(&in)
 			env.ExecuteWorkflow(DistributeKeys, in)
-			var appErr *temporal.ApplicationError
-			if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !appErr.NonRetryable() {
-				t.Fatalf("want non-retryable InvalidInput, got %v", err)
-			}
+			requireInvalidInput(t, env.GetWorkflowError(), "")
 		})
 	}
 }

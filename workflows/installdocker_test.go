@@ -327,11 +327,7 @@ func TestInstallDockerRefusesBadInput(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env, f := newDockerEnv(t)
 			env.ExecuteWorkflow(InstallDocker, c.in)
-			err := env.GetWorkflowError()
-			var appErr *temporal.ApplicationError
-			if !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !strings.Contains(appErr.Message(), c.want) {
-				t.Fatalf("error %v, want InvalidInput with %q", err, c.want)
-			}
+			requireInvalidInput(t, env.GetWorkflowError(), c.want)
 			if len(f.calls) != 0 {
 				t.Fatalf("activities ran on bad input: %v", f.calls)
 			}

@@ -184,10 +184,7 @@ func TestRunPlaybookRefusesBadInput(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env := newEnv(t)
 			env.ExecuteWorkflow(RunPlaybook, in)
-			var appErr *temporal.ApplicationError
-			if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !appErr.NonRetryable() {
-				t.Fatalf("want non-retryable InvalidInput, got %v", err)
-			}
+			requireInvalidInput(t, env.GetWorkflowError(), "")
 		})
 	}
 }
@@ -251,5 +248,15 @@ func TestRunPlaybookProcedureSteps(t *testing.T) {
 	}
 	if h := p.Steps[1].Hosts[0]; h.State != HostChanged || h.Message != "docker 20.10.24" {
 		t.Fatalf("docker on a: %+v", h)
+	}
+}
+
+// requireInvalidInput fails the test unless err is a non-retryable InvalidInput
+// application error whose message contains want.
+func requireInvalidInput(t *testing.T, err error, want string) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), want) {
+		t.Fatalf("want a non-retryable InvalidInput error containing %q, got %v", want, err)
 	}
 }
