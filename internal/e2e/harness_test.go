@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/clusterflow/clusterflow/internal/sshtest"
+	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 var binDir string
@@ -328,4 +329,19 @@ func newClusterWithUI(t *testing.T, hosts int) (*cluster, string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return c, uiURL
+}
+
+// labHosts resolves the lab inventory the way a playbook sees it (defaults applied,
+// paths absolute) and checks it lists n hosts: the input procedure workflows take.
+func (c *cluster) labHosts(inventory string, n int) []playbooks.Host {
+	c.t.Helper()
+	pb := c.labPlaybook("lab-hosts", inventory, "    - name: noop\n      kind: run\n      hosts: all\n      command: [\"true\"]\n")
+	plan, err := playbooks.Load(pb)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if len(plan.Hosts) != n {
+		c.t.Fatalf("lab inventory has %d hosts, want %d", len(plan.Hosts), n)
+	}
+	return plan.Hosts
 }

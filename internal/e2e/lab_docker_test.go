@@ -44,26 +44,15 @@ func TestInstallDockerLab(t *testing.T) {
 	start := time.Now()
 	inv := c.labUp(4, false)
 	t.Logf("lab of 4 fresh nodes up in %s", time.Since(start).Round(time.Millisecond))
-	pb := c.labPlaybook("docker-lab", inv, `    - name: noop
-      kind: run
-      hosts: all
-      command: ["true"]
-`)
-	plan, err := playbooks.Load(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plan.Hosts) != 4 {
-		t.Fatalf("lab inventory has %d hosts", len(plan.Hosts))
-	}
+	hosts := c.labHosts(inv, 4)
 	w := c.startWorker()
 
 	t.Run("distro", func(t *testing.T) {
-		hosts := plan.Hosts[:3]
+		hosts := hosts[:3]
 		w = installDistroSurvivingKill(t, c, w, hosts)
 	})
 	t.Run("offline", func(t *testing.T) {
-		installOfflineWithoutRoute(t, c, plan.Hosts[3])
+		installOfflineWithoutRoute(t, c, hosts[3])
 	})
 }
 

@@ -31,19 +31,7 @@ func TestLabDistributeKeys(t *testing.T) {
 	c := newCluster(t, 0)
 	inv := c.labUp(3, false)
 	c.startWorker()
-	pb := c.labPlaybook("keys-hosts", inv, `    - name: noop
-      kind: run
-      hosts: all
-      command: ["true"]
-`)
-	plan, err := playbooks.Load(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts := plan.Hosts
-	if len(hosts) != 3 {
-		t.Fatalf("lab inventory has %d hosts", len(hosts))
-	}
+	hosts := c.labHosts(inv, 3)
 	clusterKey := filepath.Join(t.TempDir(), "keys", "cluster")
 	in := workflows.DistributeKeysInput{
 		Hosts:    hosts,
