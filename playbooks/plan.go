@@ -20,6 +20,23 @@ const (
 	KindUpload         = "upload"
 	KindDistributeKeys = "distributeKeys" // runs the DistributeKeys workflow
 	KindInstallDocker  = "installDocker"  // runs the InstallDocker workflow
+
+	KindSwarmInit = "swarmInit" // runs the SwarmInit workflow
+	// Node operations run the SwarmNodes workflow, one node at a time.
+	KindPromote    = "promote"
+	KindDemote     = "demote"
+	KindDrain      = "drain"
+	KindActivate   = "activate"
+	KindRemoveNode = "removeNode"
+
+	KindConsulBootstrap = "consulBootstrap" // runs the ConsulBootstrap workflow
+)
+
+// Consul binary sources.
+const (
+	ConsulFromFile = "file" // a binary on the worker's side, uploaded over SFTP, sha256 checked
+	ConsulFromURL  = "url"  // a release zip downloaded by the host itself, sha256 checked
+	ConsulFromApt  = "apt"  // HashiCorp's apt repository (or a mirror), consul package
 )
 
 // Docker installation sources.
@@ -77,6 +94,82 @@ type Step struct {
 	Upload         *UploadStep         `json:"upload,omitempty"`
 	DistributeKeys *DistributeKeysStep `json:"distributeKeys,omitempty"`
 	InstallDocker  *InstallDockerStep  `json:"installDocker,omitempty"`
+	SwarmInit      *SwarmInitStep      `json:"swarmInit,omitempty"`
+	// Node is set for the node operations: promote, demote, drain, activate, removeNode.
+	Node   *NodeStep   `json:"node,omitempty"`
+	Consul *ConsulStep `json:"consul,omitempty"`
+}
+
+// SwarmInitStep forms (or completes) a swarm on the step's hosts: the first manager
+// initialises it unless a swarm exists, the other hosts join, roles are promoted or
+// demoted to match Managers, labels are set and overlay networks created. Join
+// tokens are read and used inside one activity: they never travel.
+type SwarmInitStep struct {
+	// Managers are the hosts (names, among the step's hosts) that must be managers;
+	// the first one initialises the swarm. The others are workers. Default: the
+	// step's first host.
+	Managers []string `json:"managers"`
+	// AdvertiseAddr: "" (the engine chooses; several candidates are an error that
+	// names them), "address" (each host's inventory address), an interface name
+	// (eth1), or an IP address (for the first manager only; the others choose).
+	AdvertiseAddr string `json:"advertiseAddr,omitempty"`
+	// ListenAddr is where managers listen for the swarm; default 0.0.0.0:2377.
+	ListenAddr string `json:"listenAddr,omitempty"`
+	// DataPathAddr: as AdvertiseAddr, for the data (VXLAN) traffic; default: the same.
+	DataPathAddr string `json:"dataPathAddr,omitempty"`
+	// Labels are node labels by host name, set on the swarm node.
+	Labels map[string]map[string]string `json:"labels,omitempty"`
+	// Networks are overlay networks to create (existing ones are checked, not changed).
+	Networks []OverlayNetwork `json:"networks,omitempty"`
+}
+
+// OverlayNetwork is a swarm-scoped overlay network.
+type OverlayNetwork struct {
+	Name       string            `json:"name"`
+	Attachable bool              `json:"attachable,omitempty"`
+	Encrypted  bool              `json:"encrypted,omitempty"` // IPsec between nodes
+	Subnet     string            `json:"subnet,omitempty"`    // CIDR; default the engine's pool
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// NodeStep is an operation on the swarm nodes of the step's hosts (step kinds
+// promote, demote, drain, activate, removeNode), done one node at a time through a
+// manager. An operation that would leave fewer reachable managers than Raft quorum
+// needs is refused.
+type NodeStep struct {
+	Op string `json:"op"` // the step kind
+	// Manager names the host whose engine is asked; default: the first host of the
+	// inventory, not among the step's hosts when possible, whose engine is a
+	// reachable manager.
+	Manager string `json:"manager,omitempty"`
+	// Force (removeNode): remove a node that is down and cannot leave by itself.
+	Force bool `json:"force,omitempty"`
+}
+
+// ConsulStep installs and starts Consul agents on the step's hosts and checks the
+// cluster through the HTTP API, reached over SSH.
+type ConsulStep struct {
+	// Servers are the hosts (names, among the step's hosts) that run servers; the
+	// others run clients. Default: all the step's hosts.
+	Servers []string `json:"servers"`
+	Source  string   `json:"source"` // ConsulFromFile (default), ConsulFromURL, ConsulFromApt
+	// Binary is the consul executable on the worker's side (absolute path), for
+	// ConsulFromFile.
+	Binary string `json:"binary,omitempty"`
+	// SHA256 of the binary (file) or of the release zip (url), hex.
+	SHA256 string `json:"sha256,omitempty"`
+	// URL of a release zip (url), or of the apt repository (apt; default
+	// HashiCorp's).
+	URL     string `json:"url,omitempty"`
+	Version string `json:"version,omitempty"` // apt version pin; for messages otherwise
+	// Datacenter, default dc1.
+	Datacenter string `json:"datacenter"`
+	// GossipKeyFile is where the gossip encryption key is kept on the worker's side
+	// (absolute path): generated on first use, 0600, never sent through Temporal.
+	GossipKeyFile string `json:"gossipKeyFile"`
+	// BindInterface: the agent binds to this interface's address; default the
+	// host's inventory address.
+	BindInterface string `json:"bindInterface,omitempty"`
 }
 
 // DistributeKeysStep gives the step's hosts SSH access: the operator's cluster key

@@ -50,6 +50,15 @@ var stepKinds = map[string]stepKind{
 	KindDistributeKeys: {fields: []string{"clusterKey", "user", "mesh", "rotate"}, read: readDistributeKeys},
 	KindInstallDocker: {fields: []string{"source", "version", "mirror", "packages", "daemonConfig", "users"},
 		read: readInstallDocker},
+	KindSwarmInit: {fields: []string{"managers", "advertiseAddr", "listenAddr", "dataPathAddr", "labels", "networks"},
+		read: readSwarmInit},
+	KindPromote:    {fields: []string{"manager"}, read: readNode},
+	KindDemote:     {fields: []string{"manager"}, read: readNode},
+	KindDrain:      {fields: []string{"manager"}, read: readNode},
+	KindActivate:   {fields: []string{"manager"}, read: readNode},
+	KindRemoveNode: {fields: []string{"manager", "force"}, read: readNode},
+	KindConsulBootstrap: {fields: []string{"servers", "source", "binary", "sha256", "sha256sums", "url", "version",
+		"datacenter", "gossipKeyFile", "bindInterface"}, read: readConsul},
 }
 
 // sortedKinds returns the names of the step kinds, sorted.

@@ -16,6 +16,10 @@ const (
 	InstallDockerName = "InstallDocker"
 
 	DistributeKeysName = "DistributeKeys"
+
+	SwarmInitName       = "SwarmInit"
+	SwarmNodesName      = "SwarmNodes"
+	ConsulBootstrapName = "ConsulBootstrap"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
@@ -23,4 +27,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RunPlaybook, workflow.RegisterOptions{Name: RunPlaybookName})
 	r.RegisterWorkflowWithOptions(DistributeKeys, workflow.RegisterOptions{Name: DistributeKeysName})
 	r.RegisterWorkflowWithOptions(InstallDocker, workflow.RegisterOptions{Name: InstallDockerName})
+	r.RegisterWorkflowWithOptions(SwarmInit, workflow.RegisterOptions{Name: SwarmInitName})
+	r.RegisterWorkflowWithOptions(SwarmNodes, workflow.RegisterOptions{Name: SwarmNodesName})
+	r.RegisterWorkflowWithOptions(ConsulBootstrap, workflow.RegisterOptions{Name: ConsulBootstrapName})
 }

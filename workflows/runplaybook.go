@@ -148,6 +148,12 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("%s: kind distributeKeys needs distributeKeys.clusterKey", where)
 		case s.Kind == playbooks.KindInstallDocker && s.InstallDocker == nil:
 			return fmt.Errorf("%s: kind installDocker needs installDocker", where)
+		case s.Kind == playbooks.KindSwarmInit && s.SwarmInit == nil:
+			return fmt.Errorf("%s: kind swarmInit needs swarmInit", where)
+		case isNodeOp(s.Kind) && (s.Node == nil || s.Node.Op != s.Kind):
+			return fmt.Errorf("%s: kind %s needs node.op %q", where, s.Kind, s.Kind)
+		case s.Kind == playbooks.KindConsulBootstrap && s.Consul == nil:
+			return fmt.Errorf("%s: kind consulBootstrap needs consul", where)
 		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
 			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
 		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
@@ -269,7 +275,20 @@ func (r *run) endStep(ctx workflow.Context, i int, targets []int, failures int, 
 
 // isProcedure reports whether a step kind runs as a procedure workflow.
 func isProcedure(kind string) bool {
-	return kind == playbooks.KindDistributeKeys || kind == playbooks.KindInstallDocker
+	switch kind {
+	case playbooks.KindDistributeKeys, playbooks.KindInstallDocker, playbooks.KindSwarmInit, playbooks.KindConsulBootstrap:
+		return true
+	}
+	return isNodeOp(kind)
+}
+
+// isNodeOp reports whether a step kind is a swarm node operation (SwarmNodes).
+func isNodeOp(kind string) bool {
+	switch kind {
+	case playbooks.KindPromote, playbooks.KindDemote, playbooks.KindDrain, playbooks.KindActivate, playbooks.KindRemoveNode:
+		return true
+	}
+	return false
 }
 
 // runProcedure runs step i as a child workflow on the target hosts and records each
@@ -305,6 +324,24 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 		var res InstallDockerResult
 		err = workflow.ExecuteChildWorkflow(cctx, InstallDocker, InstallDockerInput{
 			Hosts: hosts, Docker: *step.InstallDocker, Parallel: step.Parallel,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	case playbooks.KindSwarmInit:
+		var res SwarmInitResult
+		err = workflow.ExecuteChildWorkflow(cctx, SwarmInit, SwarmInitInput{
+			Hosts: hosts, Swarm: *step.SwarmInit,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	case playbooks.KindConsulBootstrap:
+		var res ConsulBootstrapResult
+		err = workflow.ExecuteChildWorkflow(cctx, ConsulBootstrap, ConsulBootstrapInput{
+			Hosts: hosts, Consul: *step.Consul, Parallel: step.Parallel,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	default: // a node operation; checkPlan refused every other kind
+		var res SwarmNodesResult
+		err = workflow.ExecuteChildWorkflow(cctx, SwarmNodes, SwarmNodesInput{
+			Hosts: hosts, Cluster: r.plan.Hosts, Node: *step.Node, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	}
