@@ -10,4 +10,6 @@ func Register(r worker.ActivityRegistry, pool *Pool, playbookDir string) {
 	r.RegisterActivity(NewKeys(pool))
 	r.RegisterActivity(NewPlaybooks(playbookDir))
 	r.RegisterActivity(NewDocker(pool))
+	r.RegisterActivity(NewSwarm(pool))
+	r.RegisterActivity(NewConsul(pool))
 }
