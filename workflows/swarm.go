@@ -471,8 +471,10 @@ func (sw *swarmRun) finish(ctx workflow.Context, name, state, msg string) {
 	sw.publish(ctx)
 }
 
-func (sw *swarmRun) done(name string) bool   { return sw.final[name] }
-func (sw *swarmRun) failed(name string) bool { return sw.final[name] && sw.host(name).State == HostFailed }
+func (sw *swarmRun) done(name string) bool { return sw.final[name] }
+func (sw *swarmRun) failed(name string) bool {
+	return sw.final[name] && sw.host(name).State == HostFailed
+}
 
 func (sw *swarmRun) anyFailed() bool {
 	for _, h := range sw.progress.Hosts {
