@@ -5,21 +5,26 @@
 // With no Temporal address configured, the worker starts the embedded Temporal
 // server (SQLite in the state directory, Web UI on 127.0.0.1:8233) in the same
 // process, unless one already listens on the embedded port. `worker server` runs the
-// embedded server alone.
+// embedded server alone. `worker codec-server` serves the payload codec endpoint for
+// a Web UI that runs elsewhere.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/clusterflow/clusterflow/internal/app"
+	"github.com/clusterflow/clusterflow/internal/codec"
 	"github.com/clusterflow/clusterflow/internal/config"
+	"github.com/clusterflow/clusterflow/internal/devserver"
 	"github.com/clusterflow/clusterflow/internal/metrics"
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -47,7 +52,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
   worker --metrics-address 0.0.0.0:9464
 
   # Temporal Cloud style: TLS with an API key kept in a file
-  TEMPORAL_ADDRESS=ns.acct.tmprl.cloud:7233 TEMPORAL_NAMESPACE=ns.acct worker --api-key-file ~/.config/clusterflow/apikey`,
+  TEMPORAL_ADDRESS=ns.acct.tmprl.cloud:7233 TEMPORAL_NAMESPACE=ns.acct worker --api-key-file ~/.config/clusterflow/apikey
+
+  # Encrypt payloads (every worker and starter needs the same keys)
+  worker --codec-key-file ~/.config/clusterflow/codec-keys`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -72,6 +80,31 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 				return err
 			}
 			return runServer(cmd.Context(), cfg, stdout, stderr)
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "codec-server",
+		Short: "Serve the payload codec endpoint for a Web UI that runs elsewhere",
+		Long: `Serve POST /decode and /encode with the codec keys, so that a Temporal Web UI
+(or the temporal CLI) shows clusterflow's encrypted payloads decoded. The browser
+calls the endpoint, so it only needs to be reachable from the operator's machine:
+keep the loopback default. Only the Web UI origins named by --codec-origins may use
+it from a browser (default: the embedded UI's, http://127.0.0.1:8233).`,
+		Example: `  # Keys in a file; the cluster's Web UI at https://temporal.example.internal
+  worker codec-server --codec-key-file ~/.config/clusterflow/codec-keys \
+    --codec-origins https://temporal.example.internal
+  # then in that Web UI: Codec Server settings, endpoint http://127.0.0.1:8234
+
+  # Another port; the temporal CLI decodes through it too
+  worker codec-server --codec-address 127.0.0.1:9234
+  temporal workflow show -w playbook/hello --codec-endpoint http://127.0.0.1:9234`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), environ)
+			if err != nil {
+				return err
+			}
+			return runCodecServer(cmd.Context(), cfg, stdout, stderr)
 		},
 	})
 	root.SetArgs(args)
@@ -112,6 +145,7 @@ func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer)
 	if t.UIURL != "" {
 		fmt.Fprintf(stdout, "Web UI: %s\n", t.UIURL)
 	}
+	printCodec(stdout, cfg, t.Server)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping worker")
 	return nil
@@ -130,6 +164,43 @@ func runServer(ctx context.Context, cfg config.Config, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "Temporal server on %s, database %s\n", srv.HostPort(), cfg.DBFile())
 	if srv.UIURL() != "" {
 		fmt.Fprintf(stdout, "Web UI: %s\n", srv.UIURL())
+	}
+	printCodec(stdout, cfg, srv)
+	<-ctx.Done()
+	return nil
+}
+
+// printCodec says whether payloads are encrypted, and where the embedded Web UI
+// decodes them when this process serves it.
+func printCodec(stdout io.Writer, cfg config.Config, srv *devserver.Server) {
+	if !cfg.Codec.On() {
+		return
+	}
+	fmt.Fprintf(stdout, "payloads encrypted with key %s\n", cfg.Codec.Keys.Current())
+	if srv != nil && srv.CodecURL() != "" {
+		fmt.Fprintf(stdout, "codec endpoint: %s\n", srv.CodecURL())
+	}
+}
+
+func runCodecServer(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	if !cfg.Codec.On() {
+		return fmt.Errorf("the codec is off: give its keys with --codec-key-file, CLUSTERFLOW_CODEC_KEY_FILE or %s", codec.KeysEnv)
+	}
+	if cfg.Codec.Address == "" {
+		return errors.New("no codec address: set --codec-address to a host:port")
+	}
+	logger := app.NewLogger(cfg, stderr)
+	origins := cfg.CodecOrigins()
+	addr, stop, err := codec.Serve(cfg.Codec.Address, codec.Handler(codec.New(cfg.Codec.Keys), origins), logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(stdout, "codec endpoint: http://%s (keys %s; current %s)\n", addr, strings.Join(cfg.Codec.Keys.IDs(), ", "), cfg.Codec.Keys.Current())
+	if len(origins) == 0 {
+		fmt.Fprintln(stdout, "no Web UI origins allowed: browsers are refused; set --codec-origins")
+	} else {
+		fmt.Fprintf(stdout, "for Web UI origins: %s\n", strings.Join(origins, " "))
 	}
 	<-ctx.Done()
 	return nil

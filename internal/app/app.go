@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/internal/codec"
 	"github.com/clusterflow/clusterflow/internal/config"
 	"github.com/clusterflow/clusterflow/internal/devserver"
 	"github.com/clusterflow/clusterflow/internal/metrics"
@@ -89,8 +90,10 @@ func (t *Temporal) RunLink(workflowID, runID string) string {
 }
 
 // StartServer starts the embedded server from cfg. It fails when the port is taken.
+// With the codec on, the Web UI decodes payloads through a codec endpoint this
+// process serves on cfg.Codec.Address.
 func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, error) {
-	return devserver.Start(devserver.Options{
+	o := devserver.Options{
 		IP:               cfg.Temporal.BindIP,
 		GRPCPort:         cfg.Temporal.GRPCPort,
 		UIPort:           cfg.Temporal.UIPort,
@@ -100,7 +103,12 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		SearchAttributes: workflows.SearchAttributes(),
 		Logger:           logger,
 		LogLevel:         slog.LevelWarn,
-	})
+	}
+	if cfg.Codec.On() {
+		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins())
+		o.CodecAddress = cfg.Codec.Address
+	}
+	return devserver.Start(o)
 }
 
 // Connect reaches the configured Temporal cluster. With no address configured it

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.temporal.io/sdk/client"
+
+	"github.com/clusterflow/clusterflow/internal/codec"
 )
 
 // Config is everything a clusterflow process needs to know.
@@ -31,8 +34,28 @@ type Config struct {
 	// and GET /healthz; empty (or "off", e.g. CLUSTERFLOW_METRICS_ADDRESS=off, since
 	// an empty variable counts as unset) turns the endpoint off. The starter ignores it.
 	MetricsAddress string
+	Codec          Codec
 	File           string // the config file read, if any
 }
+
+// Codec is payload encryption (internal/codec). It is off, and payloads reach
+// Temporal in clear, unless a keyring is configured.
+type Codec struct {
+	KeyFile string
+	// Keys is the keyring read from KeyFile or CLUSTERFLOW_CODEC_KEYS; nil when the
+	// codec is off. It prints key IDs only.
+	Keys *codec.Keyring
+	// Address is where the codec endpoint the Web UI decodes payloads through listens
+	// (host:port): in the process that runs the embedded Web UI, and in `worker
+	// codec-server`. Empty (or "off") turns it off.
+	Address string
+	// Origins are the Web UI origins (scheme://host:port) the endpoint serves;
+	// empty means the embedded Web UI's (see CodecOrigins).
+	Origins []string
+}
+
+// On reports whether payloads are encrypted.
+func (c Codec) On() bool { return c.Keys != nil }
 
 // Temporal says which Temporal cluster to use. An empty Address means: start the
 // embedded server (or use the one already listening on the embedded port).
@@ -85,6 +108,9 @@ var settings = []setting{
 	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
 	{"log.level", "log-level", "log level: debug, info, warn, error", "info", []string{"CLUSTERFLOW_LOG_LEVEL"}},
 	{"log.format", "log-format", "log format: text or json", "text", []string{"CLUSTERFLOW_LOG_FORMAT"}},
+	{"codec.keyFile", "codec-key-file", "file of AES-256 keys that encrypt payloads (\"ID BASE64KEY\" a line, current first; or set CLUSTERFLOW_CODEC_KEYS); empty: payloads in clear", "", []string{"CLUSTERFLOW_CODEC_KEY_FILE"}},
+	{"codec.address", "codec-address", "host:port of the codec endpoint the Web UI decodes payloads through, when the codec is on (empty or off turns it off)", "127.0.0.1:8234", []string{"CLUSTERFLOW_CODEC_ADDRESS"}},
+	{"codec.origins", "codec-origins", "comma-separated Web UI origins the codec endpoint serves (default: the embedded Web UI's)", "", []string{"CLUSTERFLOW_CODEC_ORIGINS"}},
 	{"metrics.address", "metrics-address", "worker: host:port serving Prometheus metrics on /metrics (empty or off turns it off)", "127.0.0.1:9464", []string{"CLUSTERFLOW_METRICS_ADDRESS"}},
 }
 
@@ -150,7 +176,11 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 		LogLevel:       v.GetString("log.level"),
 		LogFormat:      v.GetString("log.format"),
 		MetricsAddress: v.GetString("metrics.address"),
-		File:           file,
+		Codec: Codec{
+			KeyFile: v.GetString("codec.keyFile"),
+			Address: v.GetString("codec.address"),
+		},
+		File: file,
 		Temporal: Temporal{
 			Address:       v.GetString("temporal.address"),
 			Namespace:     v.GetString("temporal.namespace"),
@@ -168,6 +198,14 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if c.MetricsAddress == "off" {
 		c.MetricsAddress = ""
 	}
+	if c.Codec.Address == "off" {
+		c.Codec.Address = ""
+	}
+	for _, o := range strings.Split(v.GetString("codec.origins"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.Codec.Origins = append(c.Codec.Origins, strings.TrimSuffix(o, "/"))
+		}
+	}
 	var err error
 	if c.Temporal.Retention, err = time.ParseDuration(v.GetString("embedded.retention")); err != nil {
 		return Config{}, fmt.Errorf("retention: %w", err)
@@ -184,6 +222,22 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			return Config{}, fmt.Errorf("temporal API key file: %w", err)
 		}
 		c.Temporal.APIKey = strings.TrimSpace(string(b))
+	}
+	if v.IsSet("codec.keys") {
+		return Config{}, errors.New("config file: codec.keys is not read from config files; put the keys in a file of their own (chmod 600) and set codec.keyFile, or set CLUSTERFLOW_CODEC_KEYS")
+	}
+	keys, inEnv := env[codec.KeysEnv]
+	switch {
+	case inEnv && keys != "" && c.Codec.KeyFile != "":
+		return Config{}, fmt.Errorf("both %s and a codec key file (%s) are set: use one", codec.KeysEnv, c.Codec.KeyFile)
+	case inEnv && keys != "":
+		if c.Codec.Keys, err = codec.ParseKeys(keys); err != nil {
+			return Config{}, err
+		}
+	case c.Codec.KeyFile != "":
+		if c.Codec.Keys, err = codec.LoadKeyFile(c.Codec.KeyFile); err != nil {
+			return Config{}, err
+		}
 	}
 	return c, c.check()
 }
@@ -207,7 +261,31 @@ func (c Config) check() error {
 			return fmt.Errorf("metrics address %q: want host:port (or empty to turn metrics off): %w", c.MetricsAddress, err)
 		}
 	}
+	if c.Codec.Address != "" {
+		if _, _, err := net.SplitHostPort(c.Codec.Address); err != nil {
+			return fmt.Errorf("codec address %q: want host:port (or empty to turn the endpoint off): %w", c.Codec.Address, err)
+		}
+	}
+	for _, o := range c.Codec.Origins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("codec origin %q: want scheme://host[:port], as the browser shows the Web UI's address", o)
+		}
+	}
 	return nil
+}
+
+// CodecOrigins are the Web UI origins the codec endpoint serves: the configured
+// ones, or else the embedded Web UI's on this machine (none when the UI is off).
+func (c Config) CodecOrigins() []string {
+	if len(c.Codec.Origins) > 0 || c.Temporal.UIPort == 0 {
+		return c.Codec.Origins
+	}
+	port := strconv.Itoa(c.Temporal.UIPort)
+	origins := []string{"http://127.0.0.1:" + port, "http://localhost:" + port}
+	if ip := net.ParseIP(c.Temporal.BindIP); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		origins = append(origins, "http://"+net.JoinHostPort(c.Temporal.BindIP, port))
+	}
+	return origins
 }
 
 // ClientOptions returns the SDK options that reach the configured cluster (for the
@@ -239,6 +317,10 @@ func (c Config) ClientOptions(hostPort string) (client.Options, error) {
 	}
 	if t.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
+	}
+	if c.Codec.On() {
+		cdc := codec.New(c.Codec.Keys)
+		opts.DataConverter, opts.FailureConverter = cdc.DataConverter(), cdc.FailureConverter()
 	}
 	return opts, nil
 }

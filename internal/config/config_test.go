@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,5 +120,59 @@ func TestMetricsAddress(t *testing.T) {
 	}
 	if _, err := load(t, []string{"--metrics-address", "9464"}); err == nil || !strings.Contains(err.Error(), "metrics address") {
 		t.Fatalf("a port without a host must be refused: %v", err)
+	}
+}
+
+func TestCodec(t *testing.T) {
+	t.Chdir(t.TempDir())
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	c, err := load(t, nil)
+	if err != nil || c.Codec.On() {
+		t.Fatalf("the codec is off by default: %v %v", err, c.Codec.Keys)
+	}
+	opts, _ := c.ClientOptions("x:7233")
+	if opts.DataConverter != nil {
+		t.Fatal("a data converter with the codec off")
+	}
+	if got := strings.Join(c.CodecOrigins(), " "); got != "http://127.0.0.1:8233 http://localhost:8233" || c.Codec.Address != "127.0.0.1:8234" {
+		t.Fatalf("default origins %q, address %q", got, c.Codec.Address)
+	}
+
+	c, err = load(t, nil, "CLUSTERFLOW_CODEC_KEYS=k2 "+key+",k1 "+key)
+	if err != nil || !c.Codec.On() || c.Codec.Keys.Current() != "k2" {
+		t.Fatalf("keys from the environment: %v %v", err, c.Codec.Keys)
+	}
+	opts, _ = c.ClientOptions("x:7233")
+	if opts.DataConverter == nil || opts.FailureConverter == nil {
+		t.Fatal("the codec is on but the client options lack it")
+	}
+
+	file := filepath.Join(t.TempDir(), "keys")
+	_ = os.WriteFile(file, []byte("f1 "+key+"\n"), 0o600)
+	c, err = load(t, []string{"--codec-key-file", file, "--codec-address", "off", "--codec-origins", "https://ui.example/, http://127.0.0.1:8080"})
+	if err != nil || c.Codec.Keys.Current() != "f1" || c.Codec.Address != "" {
+		t.Fatalf("key file: %v %+v", err, c.Codec)
+	}
+	if got := strings.Join(c.CodecOrigins(), " "); got != "https://ui.example http://127.0.0.1:8080" {
+		t.Fatalf("origins %q", got)
+	}
+
+	if _, err := load(t, []string{"--codec-key-file", file}, "CLUSTERFLOW_CODEC_KEYS=k1 "+key); err == nil || !strings.Contains(err.Error(), "use one") {
+		t.Fatalf("a key file and keys in the environment: %v", err)
+	}
+	_ = os.Chmod(file, 0o644)
+	if _, err := load(t, nil, "CLUSTERFLOW_CODEC_KEY_FILE="+file); err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("a world-readable key file: %v", err)
+	}
+	if _, err := load(t, nil, "CLUSTERFLOW_CODEC_KEYS=k1 short"); err == nil || strings.Contains(err.Error(), key) {
+		t.Fatalf("bad keys in the environment: %v", err)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(cfgFile, []byte("codec:\n  keys: \"k1 "+key+"\"\n"), 0o600)
+	if _, err := load(t, []string{"--config", cfgFile}); err == nil || !strings.Contains(err.Error(), "codec.keyFile") {
+		t.Fatalf("keys in the config file must be refused: %v", err)
+	}
+	if _, err := load(t, []string{"--codec-origins", "127.0.0.1:8233"}); err == nil || !strings.Contains(err.Error(), "codec origin") {
+		t.Fatalf("an origin without a scheme: %v", err)
 	}
 }

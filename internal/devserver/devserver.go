@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,8 @@ import (
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/clusterflow/clusterflow/internal/codec"
 )
 
 // clusterName is the name of the single-cluster setup the embedded server runs.
@@ -51,6 +54,12 @@ type Options struct {
 	SearchAttributes map[string]enumspb.IndexedValueType
 	// CodecEndpoint, when set, is given to the Web UI to decode payloads.
 	CodecEndpoint string
+	// Codec, when set with the Web UI on, is served on CodecAddress (host:port) for
+	// as long as the server runs, and given to the Web UI as its codec endpoint in
+	// place of CodecEndpoint. The UI passes it no access token. When CodecAddress
+	// is taken, a warning is logged and the UI shows payloads encoded.
+	Codec        http.Handler
+	CodecAddress string
 	// Logger receives the server's logs (filtered to LogLevel).
 	Logger   *slog.Logger
 	LogLevel slog.Level
@@ -58,11 +67,13 @@ type Options struct {
 
 // Server is a running embedded Temporal server and, optionally, its Web UI.
 type Server struct {
-	srv      temporal.Server
-	ui       *uiserver.Server
-	level    *slog.LevelVar
-	hostPort string
-	uiURL    string
+	srv       temporal.Server
+	ui        *uiserver.Server
+	level     *slog.LevelVar
+	hostPort  string
+	uiURL     string
+	codecURL  string
+	stopCodec func()
 }
 
 // HostPort is the frontend address clients dial.
@@ -70,6 +81,9 @@ func (s *Server) HostPort() string { return s.hostPort }
 
 // UIURL is the Web UI's base URL, or "" when the UI is off.
 func (s *Server) UIURL() string { return s.uiURL }
+
+// CodecURL is the codec endpoint's base URL, or "" when this server serves none.
+func (s *Server) CodecURL() string { return s.codecURL }
 
 // Start brings the server up and returns once the frontend accepts connections.
 func Start(o Options) (*Server, error) {
@@ -139,6 +153,13 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded temporal: start: %w", err)
 	}
 	s := &Server{srv: srv, level: level, hostPort: hostPort}
+	if o.UIPort != 0 && o.Codec != nil && o.CodecAddress != "" {
+		if err := s.serveCodec(o); err != nil {
+			o.Logger.Warn("codec endpoint not started: the Web UI will show payloads encrypted; set --codec-address to a free host:port", "error", err)
+		} else {
+			o.CodecEndpoint = s.codecURL
+		}
+	}
 	if o.UIPort != 0 {
 		s.ui = uiserver.NewServer(uiopts.WithConfigProvider(&uiconfig.Config{
 			Host:                o.IP,
@@ -149,7 +170,7 @@ func Start(o Options) (*Server, error) {
 			HideLogs:            true,
 			DisableNewsFetch:    true, // no outside traffic
 			CORS:                uiconfig.CORS{CookieInsecure: true},
-			Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint},
+			Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint, PassAccessToken: false},
 			// StartWorkflowDisabled stays false: operators start playbooks from the UI.
 		}))
 		uiErr := make(chan error, 1)
@@ -170,7 +191,33 @@ func (s *Server) Stop() {
 	if s.ui != nil {
 		s.ui.Stop()
 	}
+	if s.stopCodec != nil {
+		s.stopCodec()
+	}
 	s.srv.Stop()
+}
+
+// serveCodec serves o.Codec on o.CodecAddress.
+func (s *Server) serveCodec(o Options) error {
+	bound, stop, err := codec.Serve(o.CodecAddress, o.Codec, o.Logger)
+	if err != nil {
+		return err
+	}
+	addr, err := net.ResolveTCPAddr("tcp", bound)
+	if err != nil {
+		stop()
+		return err
+	}
+	s.codecURL, s.stopCodec = "http://"+dialAddress(addr), stop
+	return nil
+}
+
+// dialAddress is where a browser on this machine reaches a listener on addr.
+func dialAddress(addr *net.TCPAddr) string {
+	if addr.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port))
+	}
+	return addr.String()
 }
 
 func prepareDB(o Options) (*config.SQL, error) {
