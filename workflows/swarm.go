@@ -146,7 +146,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 
 	// 2. Join the others: managers one at a time (each changes the Raft group),
 	// then the workers, all at once.
-	join := func(h playbooks.Host, role string) {
+	join := func(ctx workflow.Context, h playbooks.Host, role string) {
 		var jr activities.SwarmChange
 		advertiseAddr := spec.AdvertiseAddr
 		if isIP(advertiseAddr) {
@@ -161,7 +161,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	}
 	for _, h := range in.Hosts {
 		if h.Name != first.Name && slices.Contains(spec.Managers, h.Name) {
-			join(h, "manager")
+			join(ctx, h, "manager")
 		}
 	}
 	var workers []playbooks.Host
@@ -170,7 +170,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 			workers = append(workers, h)
 		}
 	}
-	eachHost(ctx, workers, func(ctx workflow.Context, h playbooks.Host) { join(h, "worker") })
+	eachHost(ctx, workers, func(ctx workflow.Context, h playbooks.Host) { join(ctx, h, "worker") })
 
 	// 3. Roles, then labels, one node at a time through the first manager:
 	// promotions before demotions, so quorum only grows before it shrinks.

@@ -92,14 +92,19 @@ func TestSwarmLab(t *testing.T) {
 			t.Fatalf("start: exit %d\n%s", code, out)
 		}
 		// Both workers have joined (their own engines say so): kill the worker.
-		waitFor(t, 3*time.Minute, "both slaves to join", func() bool {
+		joined := func() bool {
 			for _, n := range []string{"slave01", "slave02"} {
 				if st, _ := nodeShErr(n, "docker info --format '{{.Swarm.LocalNodeState}}'"); st != "active" {
 					return false
 				}
 			}
 			return true
-		})
+		}
+		for deadline := time.Now().Add(3 * time.Minute); !joined(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the slaves did not join within 3 min\nswarmInit: %s\nworker log:\n%s", progressOf(c, id+"/1-swarmInit"), c.logOf(w))
+			}
+		}
 		joinedIDs := map[string]string{}
 		for _, n := range []string{"slave01", "slave02"} {
 			joinedIDs[n] = nodeSh(t, n, "docker info --format '{{.Swarm.NodeID}}'")
