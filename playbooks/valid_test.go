@@ -309,6 +309,10 @@ spec:
     - {name: slave02, address: 172.30.0.12, groups: [workers]}
 `
 	writeFile(t, filepath.Join(root, ".clusterflow", "lab", "inventory.yaml"), inv)
+	// What `lab up` puts beside it when the lab has a consul binary.
+	writeFile(t, filepath.Join(root, ".clusterflow", "lab", "consul"), "#!/bin/sh\n")
+	writeFile(t, filepath.Join(root, ".clusterflow", "lab", "consul.SHA256SUMS"),
+		"1c4b8d8a9e3f2a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b  consul\n")
 
 	for _, ex := range examples {
 		t.Run(ex, func(t *testing.T) {

@@ -148,6 +148,13 @@ func TestSwarmLab(t *testing.T) {
 		}
 		retried := retriedActivities(t, c, id+"/2-promote")
 		t.Logf("promote activities retried after the kill: %v", retried)
+
+		tokens := map[string]string{
+			"worker join token":  nodeSh(t, "master", "docker swarm join-token -q worker"),
+			"manager join token": nodeSh(t, "master", "docker swarm join-token -q manager"),
+		}
+		n := scanHistories(t, c, "playbook/swarm", tokens)
+		t.Logf("scanned %d events of the swarm runs for the join tokens: none found", n)
 	})
 
 	t.Run("re-run changes nothing", func(t *testing.T) {

@@ -1,0 +1,155 @@
+//go:build lab
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clusterflow/clusterflow/workflows"
+)
+
+// TestLabClusterPlaybook runs playbooks/cluster.yaml, the README's first command, as
+// a user would (starter run, real worker process, embedded Temporal server) on 3
+// fresh lab nodes: SSH keys, Docker, a 3-server Consul cluster, a swarm with an
+// overlay network and a replicated service. It reads the result back through the
+// engines' and Consul's APIs, runs the playbook again (nothing may change), and scans
+// every event of every run's history for the join tokens and the gossip key.
+func TestLabClusterPlaybook(t *testing.T) {
+	waitForFreeLab(t)
+	c := newCluster(t, 0)
+	inv := c.labUp(3, false)
+	c.startWorker()
+	state := filepath.Dir(inv)
+
+	// The shipped playbook, pointed at this test's lab state directory.
+	text := readFile(t, filepath.Join("..", "..", "playbooks", "cluster.yaml"))
+	text = strings.ReplaceAll(text, "../.clusterflow/lab/", state+"/")
+	pb := filepath.Join(c.dir, "cluster.yaml")
+	if err := os.WriteFile(pb, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	out, code := c.starter("run", pb)
+	first := time.Since(start)
+	t.Logf("first run: %s\n%s", first.Round(time.Millisecond), out)
+	if code != 0 {
+		t.Fatalf("cluster: exit %d", code)
+	}
+	c.record(workflows.WorkflowID("cluster"), "RunPlaybook-cluster-lab")
+
+	// Swarm: 3 nodes ready, master the one manager; the service runs 3 replicas.
+	nodes := nodeSh(t, "master", "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}' | sort")
+	t.Logf("docker node ls:\n%s", indent(nodes))
+	if nodes != "master Ready Leader\nslave01 Ready \nslave02 Ready" && nodes != "master Ready Leader\nslave01 Ready\nslave02 Ready" {
+		t.Errorf("swarm nodes:\n%s", nodes)
+	}
+	waitFor(t, time.Minute, "web to run 3 replicas", func() bool {
+		out, _ := nodeShErr("master", "docker service ls --filter name=web --format '{{.Replicas}}'")
+		return out == "3/3"
+	})
+	// Consul: a leader, 3 voters, 3 alive members, as the agents' HTTP API says.
+	peers := nodeSh(t, "slave02", "consul operator raft list-peers")
+	members := nodeSh(t, "slave01", "consul members")
+	t.Logf("consul operator raft list-peers:\n%s\nconsul members:\n%s", indent(peers), indent(members))
+	if strings.Count(peers, "leader") != 1 || strings.Count(peers, "true") != 3 {
+		t.Errorf("raft peers: want 1 leader and 3 voters")
+	}
+	if strings.Count(members, "alive") != 3 {
+		t.Errorf("consul members: want 3 alive")
+	}
+
+	// Secrets never in history: join tokens and the gossip key.
+	secrets := map[string]string{
+		"worker join token":  nodeSh(t, "master", "docker swarm join-token -q worker"),
+		"manager join token": nodeSh(t, "master", "docker swarm join-token -q manager"),
+		"gossip key":         strings.TrimSpace(readFile(t, filepath.Join(state, "consul-gossip.key"))),
+	}
+
+	start = time.Now()
+	out, code = c.starter("run", "--output", "json", pb)
+	second := time.Since(start)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, out)
+	}
+	var res struct{ Progress workflows.Progress }
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out)
+	}
+	for _, s := range res.Progress.Steps {
+		for _, h := range s.Hosts {
+			if h.State != workflows.HostUnchanged {
+				t.Errorf("re-run: step %s, host %s: %s (%s)", s.Name, h.Host, h.State, h.Message)
+			}
+		}
+	}
+	t.Logf("cluster of 3 nodes: first run %s, re-run %s", first.Round(time.Millisecond), second.Round(time.Millisecond))
+
+	events := scanHistories(t, c, "playbook/cluster", secrets)
+	t.Logf("scanned %d events of the runs' histories for %d secrets: none found", events, len(secrets))
+}
+
+// scanHistories reads every event of every run whose workflow ID starts with
+// prefix (the playbook runs and their children) and fails on any secret found in
+// an event's JSON. It returns the number of events read.
+func scanHistories(t *testing.T, c *cluster, prefix string, secrets map[string]string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for what, s := range secrets {
+		if len(s) < 16 {
+			t.Fatalf("%s %q is too short to scan for", what, s)
+		}
+	}
+	events := 0
+	var ids [][2]string
+	var token []byte
+	for {
+		resp, err := c.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{NextPageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetExecutions() {
+			ids = append(ids, [2]string{e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()})
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	for _, e := range ids {
+		id, runID := e[0], e[1]
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		h := c.client.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for h.HasNext() {
+			ev, err := h.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			events++
+			// The binary form holds payload bytes as they are; the JSON form
+			// holds every string field.
+			raw, _ := proto.Marshal(ev)
+			text, _ := protojson.Marshal(ev)
+			for what, s := range secrets {
+				if bytes.Contains(raw, []byte(s)) || bytes.Contains(text, []byte(s)) {
+					t.Errorf("the %s appears in event %d of %s", what, ev.GetEventId(), id)
+				}
+			}
+		}
+	}
+	return events
+}
