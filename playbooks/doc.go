@@ -68,6 +68,18 @@
 //	      packages: debs/        # offline only: a directory of .deb files (SHA256SUMS checked)
 //	      daemonConfig: {log-driver: json-file}  # merged into /etc/docker/daemon.json
 //	      users: [deploy]        # added to the docker group
+//	      # kind rotateCA (the RotateCA workflow; timeout bounds the wait for the rotation's end):
+//	      manager: master        # whose engine is asked; default the first inventory host that is a manager
+//	      nodeCertExpiry: 2160h  # validity of the certificates it issues; default: unchanged
+//	      rotateWorkerToken: true    # new join tokens in the same update
+//	      rotateManagerToken: true
+//	      caCert: ~/ca/root.pem  # an own root CA (PEM, worker side) instead of a generated one;
+//	      caKey: ~/ca/root.key   # with caCert; read by the worker, never sent through Temporal
+//	      # kind checkCertificates (the CheckCertificates workflow):
+//	      manager: master        # as rotateCA
+//	      minValidity: 720h      # least remaining validity accepted; default 720h (30 days)
+//	      action: fail           # fail (default) | rotate: a rotateCA run renews every certificate
+//	      nodeCertExpiry: 2160h  # action rotate only: as rotateCA
 //
 // An inventory fragment (what `lab up` writes) is a file of its own:
 //

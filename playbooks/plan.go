@@ -30,6 +30,15 @@ const (
 	KindRemoveNode = "removeNode"
 
 	KindConsulBootstrap = "consulBootstrap" // runs the ConsulBootstrap workflow
+
+	KindRotateCA          = "rotateCA"          // runs the RotateCA workflow
+	KindCheckCertificates = "checkCertificates" // runs the CheckCertificates workflow
+)
+
+// What checkCertificates does when a certificate has less than minValidity left.
+const (
+	CertActionFail   = "fail"   // the step fails, naming the nodes (the default)
+	CertActionRotate = "rotate" // a root CA rotation (RotateCA) renews every node's certificate
 )
 
 // Consul binary sources.
@@ -98,6 +107,45 @@ type Step struct {
 	// Node is set for the node operations: promote, demote, drain, activate, removeNode.
 	Node   *NodeStep   `json:"node,omitempty"`
 	Consul *ConsulStep `json:"consul,omitempty"`
+	// RotateCA is set for kind rotateCA.
+	RotateCA *RotateCAStep `json:"rotateCA,omitempty"`
+	// CheckCertificates is set for kind checkCertificates.
+	CheckCertificates *CheckCertificatesStep `json:"checkCertificates,omitempty"`
+}
+
+// RotateCAStep rotates the swarm's root CA, like `docker swarm ca --rotate`, and
+// follows the rotation until every node has a certificate from the new root and
+// trusts it. The step's hosts are the nodes whose outcome is reported; the swarm
+// rotates every node it knows, listed or not.
+type RotateCAStep struct {
+	// Manager names the host whose engine is asked; default: the first host of
+	// the inventory whose engine is a reachable manager.
+	Manager string `json:"manager,omitempty"`
+	// CACert and CAKey are an operator-provided root CA (PEM files on the worker's
+	// side, absolute paths), read by the activity that starts the rotation: the
+	// key never travels through Temporal. Neither: swarm generates a new root.
+	CACert string `json:"caCert,omitempty"`
+	CAKey  string `json:"caKey,omitempty"`
+	// NodeCertExpiry sets the validity of node certificates (swarm's default is
+	// 90 days); 0 leaves it as it is. The rotation issues certificates with it.
+	NodeCertExpiry Duration `json:"nodeCertExpiry,omitempty"`
+	// RotateWorkerToken and RotateManagerToken ask for new join tokens in the same
+	// update. (A new root changes both tokens anyway once the rotation ends.)
+	RotateWorkerToken  bool `json:"rotateWorkerToken,omitempty"`
+	RotateManagerToken bool `json:"rotateManagerToken,omitempty"`
+}
+
+// CheckCertificatesStep reads every node's TLS certificate and the swarm's root
+// CA, and acts when one has less than MinValidity left.
+type CheckCertificatesStep struct {
+	// Manager: as RotateCAStep.Manager.
+	Manager string `json:"manager,omitempty"`
+	// MinValidity is the least remaining validity accepted; default 720h (30 days).
+	MinValidity Duration `json:"minValidity"`
+	// Action below MinValidity: CertActionFail (default) or CertActionRotate.
+	Action string `json:"action"`
+	// Rotate holds the rotation's settings for CertActionRotate (nodeCertExpiry).
+	Rotate *RotateCAStep `json:"rotate,omitempty"`
 }
 
 // SwarmInitStep forms (or completes) a swarm on the step's hosts: the first manager

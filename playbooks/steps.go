@@ -59,6 +59,9 @@ var stepKinds = map[string]stepKind{
 	KindRemoveNode: {fields: []string{"manager", "force"}, read: readNode},
 	KindConsulBootstrap: {fields: []string{"servers", "source", "binary", "sha256", "sha256sums", "url", "version",
 		"datacenter", "gossipKeyFile", "bindInterface"}, read: readConsul},
+	KindRotateCA: {fields: []string{"manager", "caCert", "caKey", "nodeCertExpiry", "rotateWorkerToken", "rotateManagerToken"},
+		read: readRotateCA},
+	KindCheckCertificates: {fields: []string{"manager", "minValidity", "action", "nodeCertExpiry"}, read: readCheckCertificates},
 }
 
 // sortedKinds returns the names of the step kinds, sorted.

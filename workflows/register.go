@@ -20,6 +20,9 @@ const (
 	SwarmInitName       = "SwarmInit"
 	SwarmNodesName      = "SwarmNodes"
 	ConsulBootstrapName = "ConsulBootstrap"
+
+	RotateCAName          = "RotateCA"
+	CheckCertificatesName = "CheckCertificates"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
@@ -30,4 +33,6 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(SwarmInit, workflow.RegisterOptions{Name: SwarmInitName})
 	r.RegisterWorkflowWithOptions(SwarmNodes, workflow.RegisterOptions{Name: SwarmNodesName})
 	r.RegisterWorkflowWithOptions(ConsulBootstrap, workflow.RegisterOptions{Name: ConsulBootstrapName})
+	r.RegisterWorkflowWithOptions(RotateCA, workflow.RegisterOptions{Name: RotateCAName})
+	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
 }

@@ -154,6 +154,10 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("%s: kind %s needs node.op %q", where, s.Kind, s.Kind)
 		case s.Kind == playbooks.KindConsulBootstrap && s.Consul == nil:
 			return fmt.Errorf("%s: kind consulBootstrap needs consul", where)
+		case s.Kind == playbooks.KindRotateCA && s.RotateCA == nil:
+			return fmt.Errorf("%s: kind rotateCA needs rotateCA", where)
+		case s.Kind == playbooks.KindCheckCertificates && s.CheckCertificates == nil:
+			return fmt.Errorf("%s: kind checkCertificates needs checkCertificates", where)
 		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
 			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
 		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
@@ -276,7 +280,8 @@ func (r *run) endStep(ctx workflow.Context, i int, targets []int, failures int, 
 // isProcedure reports whether a step kind runs as a procedure workflow.
 func isProcedure(kind string) bool {
 	switch kind {
-	case playbooks.KindDistributeKeys, playbooks.KindInstallDocker, playbooks.KindSwarmInit, playbooks.KindConsulBootstrap:
+	case playbooks.KindDistributeKeys, playbooks.KindInstallDocker, playbooks.KindSwarmInit, playbooks.KindConsulBootstrap,
+		playbooks.KindRotateCA, playbooks.KindCheckCertificates:
 		return true
 	}
 	return isNodeOp(kind)
@@ -337,6 +342,25 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 		err = workflow.ExecuteChildWorkflow(cctx, ConsulBootstrap, ConsulBootstrapInput{
 			Hosts: hosts, Consul: *step.Consul, Parallel: step.Parallel,
 		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	case playbooks.KindRotateCA:
+		// A failed rotation carries its per-host outcomes as the error's details.
+		var res RotateCAResult
+		err = workflow.ExecuteChildWorkflow(cctx, RotateCA, RotateCAInput{
+			Hosts: hosts, Cluster: r.plan.Hosts, CA: *step.RotateCA, Timeout: step.Timeout,
+		}).Get(ctx, &res)
+		if detailsInto(err, &res) {
+			err = nil
+		}
+		outcomes = res.Hosts
+	case playbooks.KindCheckCertificates:
+		var res CheckCertificatesResult
+		err = workflow.ExecuteChildWorkflow(cctx, CheckCertificates, CheckCertificatesInput{
+			Hosts: hosts, Cluster: r.plan.Hosts, Check: *step.CheckCertificates, Timeout: step.Timeout,
+		}).Get(ctx, &res)
+		if detailsInto(err, &res) {
+			err = nil
+		}
 		outcomes = res.Hosts
 	default: // a node operation; checkPlan refused every other kind
 		var res SwarmNodesResult
