@@ -55,8 +55,11 @@ test-browser:
 	mkdir -p .cache/screenshots
 	CLUSTERFLOW_SCREENSHOT_DIR=$(CURDIR)/.cache/screenshots $(GO) test -tags browser -count=1 -timeout 10m -run WebUI ./internal/e2e/
 
-# -p 1: the lab has fixed names and addresses, so one package at a time.
+# -p 1: the lab has fixed names and addresses, so one package at a time. `lab consul`
+# first: the consul binary the Consul tests send to the nodes, from the cache
+# directory (/var/cache/clusterflow), or built when missing (~20 min cold on 2 cores).
 test-lab:
+	$(GO) run ./lab consul >/dev/null
 	$(GO) test -tags lab -p 1 -count=1 -timeout 30m ./lab/... ./internal/e2e/...
 
 # The whole suite on a fresh machine: installs prerequisites, runs everything,
@@ -70,6 +73,7 @@ test:
 # lab with the embedded Temporal server and its Web UI.
 demo:
 	@bash lab/prereqs.sh
+	$(GO) run ./lab consul >/dev/null
 	$(GO) run ./lab up
 	$(GO) run ./starter run playbooks/bootstrap.yaml
 

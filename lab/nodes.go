@@ -313,6 +313,10 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 	if err := writeFileAtomic(l.paths.Inventory, renderInventory(nodes), 0o644); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
+	consul, err := installConsul(l.paths)
+	if err != nil {
+		return err
+	}
 
 	sshStart := time.Now()
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -338,6 +342,9 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 	tw.Flush()
 	fmt.Fprintf(l.out, "inventory:   %s\nknown_hosts: %s\nkey:         %s\nimage:       %s\n",
 		l.paths.Inventory, l.paths.KnownHosts, l.paths.Key, imageRef)
+	if consul != "" {
+		fmt.Fprintf(l.out, "consul:      %s (%s, sums in %s)\n", consul, consulVersion, consulSums)
+	}
 	fmt.Fprintf(l.out, "try:         go run ./lab ssh %s -- hostname\n", nodes[0].Name)
 	return nil
 }

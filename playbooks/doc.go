@@ -68,6 +68,17 @@
 //	      packages: debs/        # offline only: a directory of .deb files (SHA256SUMS checked)
 //	      daemonConfig: {log-driver: json-file}  # merged into /etc/docker/daemon.json
 //	      users: [deploy]        # added to the docker group
+//	      # kind consulBootstrap (the ConsulBootstrap workflow):
+//	      servers: managers      # hosts (among the step's) that run servers; default all of them
+//	      source: file           # file (binary sent from the worker) | url (release zip) | apt
+//	      binary: ../.clusterflow/lab/consul   # file only: a local path, may lie outside this folder
+//	      sha256: 3f0c...        # file: of the binary; url: of the zip (64 hex digits)
+//	      sha256sums: ../.clusterflow/lab/consul.SHA256SUMS  # or a SHA256SUMS file, read at load
+//	      url: https://releases.hashicorp.com/consul/1.22.7/consul_1.22.7_linux_amd64.zip  # url; apt: the repository
+//	      version: 1.22.7-1      # apt: version pin; otherwise for messages only
+//	      datacenter: dc1        # default dc1
+//	      gossipKeyFile: ~/.config/clusterflow/consul-gossip.key  # worker side, made on first use; the key never travels
+//	      bindInterface: eth1    # bind to this interface's address; default the inventory address
 //	      # kind rotateCA (the RotateCA workflow; timeout bounds the wait for the rotation's end):
 //	      manager: master        # whose engine is asked; default the first inventory host that is a manager
 //	      nodeCertExpiry: 2160h  # validity of the certificates it issues; default: unchanged

@@ -1,6 +1,13 @@
 // A throwaway module used only by the lab to build a consul binary from the Go
-// module proxy (Debian has no consul package and the lab has no internet). The
-// product never imports consul; this module is not part of clusterflow's build.
+// module proxy (Debian has no consul package and the lab has no internet): `go run
+// ./lab consul` builds it into the cache directory. The product never imports
+// consul; this module is not part of clusterflow's build.
+//
+// The pins below repeat what consul's own go.mod gets from its replace and exclude
+// directives, which apply only inside consul's module: github.com/hashicorp/consul/api
+// at v1.34.1 (the version consul names is too old to build against v1.22.7), and
+// go-msgpack v1.1.5 and v1.1.6 excluded. Check them again when updating consul, and
+// consulVersion in lab/consul.go with it.
 module clusterflow.invalid/labconsul
 
 go 1.26
