@@ -36,3 +36,11 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RotateCA, workflow.RegisterOptions{Name: RotateCAName})
 	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
 }
+
+// registeredNames are the workflow types Register adds; the replay test requires a
+// recorded history of each.
+var registeredNames = []string{
+	RunPlaybookName, DistributeKeysName, InstallDockerName,
+	SwarmInitName, SwarmNodesName, ConsulBootstrapName,
+	RotateCAName, CheckCertificatesName,
+}

@@ -47,7 +47,7 @@ func TestReplayHistories(t *testing.T) {
 			}
 		})
 	}
-	for _, wf := range []string{RunPlaybookName, DistributeKeysName, InstallDockerName} {
+	for _, wf := range registeredNames {
 		if !covered[wf] {
 			t.Errorf("no recorded history for workflow %s in testdata/histories", wf)
 		}

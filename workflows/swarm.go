@@ -108,10 +108,10 @@ var (
 var swarmActs *activities.Swarm
 
 // SwarmInit forms the swarm on its hosts, or completes it: the first manager
-// initialises it unless it is a manager already, the other hosts join (managers one
-// at a time, then the workers), roles are promoted or demoted to match the wanted
-// managers (a demotion that would break quorum is refused), labels are set and
-// overlay networks created. Join tokens never leave the JoinSwarm activity.
+// initialises it unless it is a manager already, the other hosts join as workers,
+// roles are promoted (one at a time) or demoted to match the wanted managers (a
+// demotion that would break quorum is refused), labels are set and overlay
+// networks created. Join tokens never leave the JoinSwarm activity.
 //
 // Hosts that fail are reported in the result; when the first manager fails, nobody
 // can join and every host fails. Invalid input fails the run before any host is
@@ -144,33 +144,28 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	res.ClusterID = init.State.ClusterID
 	nodeIDs := map[string]string{first.Name: init.State.NodeID}
 
-	// 2. Join the others: managers one at a time (each changes the Raft group),
-	// then the workers, all at once.
-	join := func(ctx workflow.Context, h playbooks.Host, role string) {
-		var jr activities.SwarmChange
-		advertiseAddr := spec.AdvertiseAddr
-		if isIP(advertiseAddr) {
-			advertiseAddr = "" // an IP address is the first manager's own
+	// 2. Join the others, all at once and all as workers: a join cut short then
+	// leaves a worker, never a half-added Raft member. Managers are promoted next,
+	// one at a time, each waited for until it is reachable.
+	var others []playbooks.Host
+	for _, h := range in.Hosts {
+		if h.Name != first.Name {
+			others = append(others, h)
 		}
+	}
+	advertiseAddr := spec.AdvertiseAddr
+	if isIP(advertiseAddr) {
+		advertiseAddr = "" // an IP address is the first manager's own
+	}
+	eachHost(ctx, others, func(ctx workflow.Context, h playbooks.Host) {
+		var jr activities.SwarmChange
 		if sw.call(ctx, h.Name, SwarmPhaseJoin, activities.JoinSwarmRequest{
-			Manager: first, Host: h, Role: role, AdvertiseAddr: advertiseAddr,
+			Manager: first, Host: h, Role: "worker", AdvertiseAddr: advertiseAddr,
 			ListenAddr: spec.ListenAddr, DataPathAddr: dataPath(spec.DataPathAddr),
 		}, swarmActs.JoinSwarm, &jr) {
 			nodeIDs[h.Name] = jr.State.NodeID
 		}
-	}
-	for _, h := range in.Hosts {
-		if h.Name != first.Name && slices.Contains(spec.Managers, h.Name) {
-			join(ctx, h, "manager")
-		}
-	}
-	var workers []playbooks.Host
-	for _, h := range in.Hosts {
-		if !slices.Contains(spec.Managers, h.Name) {
-			workers = append(workers, h)
-		}
-	}
-	eachHost(ctx, workers, func(ctx workflow.Context, h playbooks.Host) { join(ctx, h, "worker") })
+	})
 
 	// 3. Roles, then labels, one node at a time through the first manager:
 	// promotions before demotions, so quorum only grows before it shrinks.

@@ -166,15 +166,15 @@ func TestSwarmInitFormsAndIsIdempotent(t *testing.T) {
 			t.Errorf("%s: %s %s", o.Host, o.State, o.Message)
 		}
 	}
-	// Managers join one at a time, in order, before the workers.
-	var joins []string
+	// Everyone joins as a worker; the managers are promoted afterwards, in order.
+	var promotions []string
 	for _, c := range f.calls {
-		if strings.HasPrefix(c, "JoinSwarm") {
-			joins = append(joins, c)
+		if strings.HasPrefix(c, "UpdateNode m") {
+			promotions = append(promotions, c)
 		}
 	}
-	if joins[0] != "JoinSwarm m2" || joins[1] != "JoinSwarm m3" {
-		t.Errorf("join order %v", joins)
+	if !slices.Equal(promotions, []string{"UpdateNode m2", "UpdateNode m3"}) {
+		t.Errorf("promotions %v (calls %v)", promotions, f.calls)
 	}
 
 	// Second run: nothing changes (labels aside, which the fake always reports).
