@@ -60,7 +60,7 @@ test-browser:
 # directory (/var/cache/clusterflow), or built when missing (~20 min cold on 2 cores).
 test-lab:
 	$(GO) run ./lab consul >/dev/null
-	$(GO) test -tags lab -p 1 -count=1 -timeout 30m ./lab/... ./internal/e2e/...
+	$(GO) test -tags lab -p 1 -count=1 -timeout 45m ./lab/... ./internal/e2e/...
 
 # The whole suite on a fresh machine: installs prerequisites, runs everything,
 # and stops what it started.
@@ -69,13 +69,14 @@ test:
 	@trap 'bash lab/prereqs.sh --stop' EXIT; \
 	  $(MAKE) --no-print-directory check test-integration test-browser test-lab
 
-# Runs the bootstrap playbook (SSH keys in a mesh, Docker on every node) on a 3-node
-# lab with the embedded Temporal server and its Web UI.
+# Runs the cluster playbook (SSH keys in a mesh, Docker, a 3-server Consul cluster,
+# a swarm with an overlay network and a replicated service) on a 3-node lab with the
+# embedded Temporal server and its Web UI.
 demo:
 	@bash lab/prereqs.sh
 	$(GO) run ./lab consul >/dev/null
 	$(GO) run ./lab up
-	$(GO) run ./starter run playbooks/bootstrap.yaml
+	$(GO) run ./starter run playbooks/cluster.yaml
 
 clean:
 	rm -rf bin .cache

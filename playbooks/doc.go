@@ -68,6 +68,17 @@
 //	      packages: debs/        # offline only: a directory of .deb files (SHA256SUMS checked)
 //	      daemonConfig: {log-driver: json-file}  # merged into /etc/docker/daemon.json
 //	      users: [deploy]        # added to the docker group
+//	      # kind swarmInit (the SwarmInit workflow):
+//	      managers: [master]     # among the step's hosts; the first initialises; default the first host
+//	      advertiseAddr: address # "address" (inventory address) | interface (eth1) | IP[:port]; default the engine's choice
+//	      dataPathAddr: eth1     # as advertiseAddr, without a port; default the same
+//	      listenAddr: 0.0.0.0:2377
+//	      labels: {slave01: {zone: a}}   # node labels per host of the step
+//	      networks: [{name: backend, attachable: true, encrypted: true, subnet: 10.20.0.0/24, labels: {}}]
+//	      # kinds promote, demote, drain, activate, removeNode (the SwarmNodes workflow,
+//	      # one node at a time; timeout bounds a drain's wait for the tasks to move):
+//	      manager: master        # whose engine is asked; default the first inventory host that is a manager
+//	      force: true            # removeNode only: remove a node that is down
 //	      # kind consulBootstrap (the ConsulBootstrap workflow):
 //	      servers: managers      # hosts (among the step's) that run servers; default all of them
 //	      source: file           # file (binary sent from the worker) | url (release zip) | apt
