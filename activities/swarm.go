@@ -71,6 +71,9 @@ type SwarmNodeState struct {
 	NodeAddr  string `json:"nodeAddr,omitempty"`
 	Manager   bool   `json:"manager,omitempty"` // ControlAvailable: a manager whose API answers
 	Error     string `json:"error,omitempty"`
+	// RemoteManagers are the manager addresses the node knows (a worker's engine
+	// does not report the cluster ID; these tell which swarm it is in).
+	RemoteManagers []string `json:"remoteManagers,omitempty"`
 }
 
 // SwarmState reads the host's swarm membership.
@@ -100,6 +103,9 @@ func (s *Swarm) state(ctx context.Context, h playbooks.Host, cli *client.Client)
 	}
 	if info.Swarm.Cluster != nil {
 		st.ClusterID = info.Swarm.Cluster.ID
+	}
+	for _, p := range info.Swarm.RemoteManagers {
+		st.RemoteManagers = append(st.RemoteManagers, p.Addr)
 	}
 	return st, nil
 }
@@ -241,16 +247,23 @@ func (s *Swarm) JoinSwarm(ctx context.Context, req JoinSwarmRequest) (SwarmChang
 	var notes []string
 	switch swarm.LocalNodeState(st.State) {
 	case swarm.LocalNodeStateActive:
-		if st.ClusterID != mst.ClusterID {
-			return SwarmChange{}, hostError(h, ErrSwarmConflict, false,
-				"belongs to another swarm (%s, not %s of %s); take it out of that swarm first (docker swarm leave)", short(st.ClusterID), short(mst.ClusterID), m.Name)
-		}
 		known, err := s.nodeKnown(ctx, m, mcli, st.NodeID)
 		if err != nil {
 			return SwarmChange{}, err
 		}
-		if known {
-			return SwarmChange{Message: "already a member of swarm " + short(st.ClusterID), State: st}, nil
+		// A manager reports its cluster ID; a worker only the managers it knows.
+		ours := st.ClusterID == mst.ClusterID ||
+			st.ClusterID == "" && slices.ContainsFunc(st.RemoteManagers, func(a string) bool { return slices.Contains(mst.RemoteManagers, a) })
+		switch {
+		case known && ours:
+			return SwarmChange{Message: "already a member of swarm " + short(mst.ClusterID), State: st}, nil
+		case !ours:
+			other := short(st.ClusterID)
+			if other == "" {
+				other = "managed by " + strings.Join(st.RemoteManagers, ", ")
+			}
+			return SwarmChange{}, hostError(h, ErrSwarmConflict, false,
+				"belongs to another swarm (%s), not to the swarm of %s (%s); take it out of that swarm first (docker swarm leave)", other, m.Name, short(mst.ClusterID))
 		}
 		// Removed from the swarm while it was away: it still believes it is a member.
 		if err := s.leave(ctx, h, cli); err != nil {
@@ -305,7 +318,7 @@ func (s *Swarm) JoinSwarm(ctx context.Context, req JoinSwarmRequest) (SwarmChang
 	if err != nil {
 		return SwarmChange{}, err
 	}
-	notes = append(notes, fmt.Sprintf("joined swarm %s as %s through %s", short(st.ClusterID), req.Role, strings.Join(remote, ", ")))
+	notes = append(notes, fmt.Sprintf("joined swarm %s as %s through %s", short(mst.ClusterID), req.Role, strings.Join(remote, ", ")))
 	return SwarmChange{Changed: true, Message: strings.Join(notes, "; "), State: st}, nil
 }
 
