@@ -237,6 +237,9 @@ func TestRotateCAHeldUpByADownNode(t *testing.T) {
 	if res.Hosts[2].State != HostFailed || !strings.Contains(res.Hosts[2].Message, "holds the rotation up (node down") {
 		t.Errorf("w2: %+v", res.Hosts[2])
 	}
+	if res.Hosts[0].State != HostFailed || !strings.HasSuffix(res.Hosts[0].Message, "the rotation is not: it waits for w2 (down: certificate, trust root)") {
+		t.Errorf("m1: %+v", res.Hosts[0])
+	}
 }
 
 func TestRotateCARefusesHalfAProvidedCA(t *testing.T) {

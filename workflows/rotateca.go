@@ -309,27 +309,41 @@ func (rc *caRun) fail(ctx workflow.Context, in RotateCAInput, res *RotateCAResul
 }
 
 // result fills the per-host outcomes: changed when the node has the new
-// certificate and root, failed when it holds the rotation up (or err is set).
+// certificate and root. When err is set every host failed: nodes that hold the
+// rotation up carry the whole error (with what to do about them); nodes that are
+// done say what they wait for, and the first host carries the whole error when no
+// host of the step holds the rotation up.
 func (rc *caRun) result(in RotateCAInput, res *RotateCAResult, st activities.CAStatus, err error) *RotateCAResult {
 	res.Counts, res.Nodes = rc.progress.Counts, st.Nodes
 	res.Hosts = make([]HostOutcome, 0, len(in.Hosts))
+	full := ""
+	if err != nil {
+		full = errorMessage(err)
+	}
+	told := false
 	for _, h := range in.Hosts {
 		n, ok := caNodeOf(st.Nodes, h)
+		o := HostOutcome{Host: h.Name, State: HostFailed, Message: full}
 		switch {
 		case ok && n.CertOK && n.RootOK && err == nil:
-			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: HostChanged,
-				Message: fmt.Sprintf("certificate from root %s, trusts it", short12(res.NewRoot))})
-		case ok && err != nil && n.CertOK && n.RootOK:
-			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: HostFailed,
-				Message: "this node is done; the rotation is not: " + errorMessage(err)})
+			o.State, o.Message = HostChanged, fmt.Sprintf("certificate from root %s, trusts it", short12(res.NewRoot))
+		case ok && n.CertOK && n.RootOK:
+			o.Message = "done here (new certificate, trusts the current root); the rotation is not"
+			if waiting := st.HoldingUp(); len(waiting) > 0 {
+				o.Message += ": it waits for " + strings.Join(waiting, ", ")
+			}
 		case ok && err != nil:
-			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: HostFailed,
-				Message: fmt.Sprintf("holds the rotation up (node %s, certificate %s, trust root %s): %s", n.State, okText(n.CertOK), okText(n.RootOK), errorMessage(err))})
+			o.Message = fmt.Sprintf("holds the rotation up (node %s, certificate %s, trust root %s): %s", n.State, okText(n.CertOK), okText(n.RootOK), full)
+			told = true
 		case err != nil:
-			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: HostFailed, Message: errorMessage(err)})
+			told = true
 		default:
-			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: HostUnchanged, Message: "not a node of the swarm: nothing to rotate"})
+			o.State, o.Message = HostUnchanged, "not a node of the swarm: nothing to rotate"
 		}
+		res.Hosts = append(res.Hosts, o)
+	}
+	if err != nil && !told && len(res.Hosts) > 0 {
+		res.Hosts[0].Message += ". " + full
 	}
 	return res
 }

@@ -210,6 +210,47 @@ func TestCALab(t *testing.T) {
 		if n := activityAttempts(t, c, child, "StartCARotation"); n != 0 {
 			t.Errorf("StartCARotation ran while a rotation was in progress")
 		}
+		after = third
+	})
+
+	t.Run("a down node holds it up until removed", func(t *testing.T) {
+		docker(t, "pause", "clusterflow-lab-slave02")
+		defer docker(t, "unpause", "clusterflow-lab-slave02")
+		waitFor(t, 2*time.Minute, "master to see slave02 down", func() bool {
+			out, _ := nodeShErr("master", "docker node inspect slave02 --format '{{.Status.State}}'")
+			return out == "down"
+		})
+		short := c.labPlaybook("rotate-ca-short", inv, `    - name: rotate
+      kind: rotateCA
+      hosts: [master, slave01]
+      timeout: 1m
+`)
+		begin := time.Now()
+		out, code := c.starter("run", short)
+		t.Logf("rotation with slave02 down, timeout 1m: exit %d after %s\n%s", code, time.Since(begin).Round(time.Millisecond), indent(out))
+		if code == 0 || !strings.Contains(out, "slave02 (down") || !strings.Contains(out, "removeNode") {
+			t.Fatalf("want a failure naming slave02 down and suggesting removeNode")
+		}
+		remove := c.labPlaybook("remove-slave02", inv, `    - name: forget slave02
+      kind: removeNode
+      hosts: [slave02]
+      manager: master
+      force: true
+`)
+		if out, code := c.starter("run", remove); code != 0 {
+			t.Fatalf("removeNode: exit %d\n%s", code, out)
+		}
+		begin = time.Now()
+		if out, code := c.starter("run", short); code != 0 {
+			t.Fatalf("re-run after removing slave02: exit %d\n%s", code, out)
+		}
+		var res workflows.RotateCAResult
+		getResult(t, c, workflows.WorkflowID("rotate-ca-short")+"/1-rotateCA", &res)
+		now := rootsOnNodes(t, []string{"master", "slave01"})
+		t.Logf("after removeNode, the re-run (attached %t) ended the rotation in %s: %s -> %s", res.Attached, time.Since(begin).Round(time.Millisecond), res.OldRoot, now)
+		if !res.Attached || now == after || res.NewRoot != now {
+			t.Errorf("result %+v, root now %s", res, now)
+		}
 	})
 }
 
