@@ -82,6 +82,13 @@ func TestSwarmLab(t *testing.T) {
 `)
 
 	t.Run("form with a kill between join and promote", func(t *testing.T) {
+		// slave01 is left halfway through a join: a join to a manager address where
+		// nothing answers (in the lab's own subnet) stays "pending".
+		nodeSh(t, "slave01", `(docker swarm join --token SWMTKN-1-`+strings.Repeat("1", 50)+`-`+strings.Repeat("a", 25)+` 10.211.73.99:2377 >/dev/null 2>&1 &); sleep 2`)
+		waitFor(t, 30*time.Second, "slave01 to be pending", func() bool {
+			st, _ := nodeShErr("slave01", "docker info --format '{{.Swarm.LocalNodeState}}'")
+			return st == "pending"
+		})
 		id := workflows.WorkflowID("swarm")
 		begin := time.Now()
 		out, code := c.starter("run", "--detach", formation)
@@ -134,6 +141,17 @@ func TestSwarmLab(t *testing.T) {
 			}
 			if want, ok := joinedIDs[f[0]]; ok && want != f[1] {
 				t.Errorf("%s has node ID %s, joined as %s: it joined twice", f[0], f[1], want)
+			}
+		}
+		var res struct{ Progress workflows.Progress }
+		out, _ = c.starter("status", "swarm", "--output", "json")
+		_ = json.Unmarshal([]byte(out), &res)
+		for _, s := range res.Progress.Steps {
+			for _, h := range s.Hosts {
+				t.Logf("  %-8s %-9s %s", h.Host, h.State, h.Message)
+				if h.Host == "slave01" && !strings.Contains(h.Message, "left a half-finished join (state pending") {
+					t.Errorf("slave01's outcome does not report the repaired join: %s", h.Message)
+				}
 			}
 		}
 		if l := nodeSh(t, "master", "docker node inspect slave01 --format '{{.Spec.Labels.zone}}'"); l != "a" {
