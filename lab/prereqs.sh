@@ -101,8 +101,16 @@ start_engine() {
 		dockerd=$(PATH="$PATH:/usr/sbin:/sbin" command -v dockerd)
 		mkdir -p "$run_dir" "$(dirname "$log_file")"
 		say "starting $dockerd (log: $log_file)"
-		# setsid: the engine must outlive this script and its terminal.
-		setsid "$dockerd" >>"$log_file" 2>&1 </dev/null &
+		# setsid: the engine must outlive this script and its terminal, and keep no file
+		# the caller had open (a `flock` lock held around the tests, a pipe a CI runner
+		# waits on), or the caller would wait for the engine.
+		(
+			for fd in /proc/self/fd/*; do
+				fd=${fd##*/}
+				[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+			done
+			exec setsid "$dockerd" >>"$log_file" 2>&1 </dev/null
+		) &
 		echo $! >"$pid_file"
 	fi
 	local i
