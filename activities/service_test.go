@@ -1,0 +1,90 @@
+package activities
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+func TestServiceSpecAndDiff(t *testing.T) {
+	three := uint64(3)
+	want := playbooks.ServiceStep{Service: "web", Image: "web:2", Replicas: &three, Env: map[string]string{"B": "2", "A": "1"},
+		Ports:    []playbooks.ServicePort{{Published: 8080, Target: 80, Protocol: "tcp"}},
+		Networks: []string{"backend"},
+		Update:   &playbooks.UpdatePolicy{Parallelism: 1, Monitor: playbooks.Duration(5 * time.Second), FailureAction: "rollback", Order: "start-first"}}
+	one := uint64(1)
+	cur := swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: "web", Labels: map[string]string{"keep": "me"}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "web:1", Env: []string{"A=1"}, Args: []string{"-v"}}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+	}
+	spec := serviceSpec(cur, want, map[string]string{"backend": "net123"})
+	if cur.TaskTemplate.ContainerSpec.Image != "web:1" || *cur.Mode.Replicated.Replicas != 1 {
+		t.Fatal("serviceSpec changed the current spec")
+	}
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs.Image != "web:2" || !slices.Equal(cs.Env, []string{"A=1", "B=2"}) || !slices.Equal(cs.Args, []string{"-v"}) ||
+		spec.Labels["keep"] != "me" || *spec.Mode.Replicated.Replicas != 3 ||
+		spec.TaskTemplate.Networks[0].Target != "net123" || spec.EndpointSpec.Ports[0].PublishMode != swarm.PortConfigPublishModeHost ||
+		spec.UpdateConfig.FailureAction != "rollback" || spec.UpdateConfig.Order != "start-first" {
+		t.Fatalf("spec %+v", spec)
+	}
+	diff := specDiff(cur, spec)
+	if !slices.Equal(diff, []string{"image", "replicas", "env", "networks", "ports", "updateConfig"}) {
+		t.Errorf("diff %v", diff)
+	}
+	// Applying the same step to the result changes nothing; nil and empty are alike.
+	if d := specDiff(spec, serviceSpec(spec, want, map[string]string{"backend": "net123"})); len(d) != 0 {
+		t.Errorf("second application differs in %v", d)
+	}
+	empty := spec
+	empty.TaskTemplate.Placement = &swarm.Placement{}
+	if d := specDiff(spec, empty); len(d) != 0 {
+		t.Errorf("empty placement differs in %v", d)
+	}
+	// A step without fields leaves the service as it is.
+	if d := specDiff(spec, serviceSpec(spec, playbooks.ServiceStep{Service: "web"}, nil)); len(d) != 0 {
+		t.Errorf("a bare step changes %v", d)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	after, before := since.Add(time.Second), since.Add(-time.Minute)
+	now := since.Add(time.Minute)
+	updated := ServiceApplied{Changed: true, Since: since, Monitor: playbooks.Duration(5 * time.Second)}
+	unchanged := ServiceApplied{Monitor: playbooks.Duration(5 * time.Second)}
+	reason := "update rolled back due to failure or early termination of task x"
+	for _, c := range []struct {
+		name       string
+		st, last   ServiceStatus
+		applied    ServiceApplied
+		outcome    string
+		wantReason string
+	}{
+		{"updating", ServiceStatus{UpdateState: "updating", ConvergedAt: after, Replicas: 3, Running: 1}, ServiceStatus{}, updated, "", ""},
+		{"completed", ServiceStatus{UpdateState: "completed", ConvergedAt: after, Replicas: 3, Running: 3}, ServiceStatus{}, updated, ServiceCompleted, ""},
+		{"stale completed, not converged", ServiceStatus{UpdateState: "completed", ConvergedAt: before, Replicas: 3, Running: 0}, ServiceStatus{}, updated, "", ""},
+		{"stale rollback ignored", ServiceStatus{UpdateState: "rollback_completed", ConvergedAt: before, Replicas: 3, Running: 0}, ServiceStatus{}, updated, "", ""},
+		{"no status, converged not yet stable", ServiceStatus{Replicas: 3, Running: 3}, ServiceStatus{}, updated, "", ""},
+		{"no status, stable", ServiceStatus{Replicas: 3, Running: 3}, ServiceStatus{ConvergedAt: now.Add(-6 * time.Second)}, updated, ServiceCompleted, ""},
+		{"rollback started", ServiceStatus{UpdateState: "rollback_started", Message: reason, ConvergedAt: after, Replicas: 3, Running: 2}, ServiceStatus{}, updated, "", reason},
+		{"rolled back", ServiceStatus{UpdateState: "rollback_completed", Message: "rollback completed", ConvergedAt: after, Replicas: 3, Running: 3},
+			ServiceStatus{RollbackReason: reason}, updated, ServiceRolledBack, reason},
+		{"rolled back unseen start", ServiceStatus{UpdateState: "rollback_completed", Message: "rollback completed", ConvergedAt: after, Replicas: 3, Running: 3},
+			ServiceStatus{}, updated, ServiceRolledBack, "rollback completed"},
+		{"paused", ServiceStatus{UpdateState: "paused", Message: "update paused", ConvergedAt: after, Replicas: 3, Running: 2}, ServiceStatus{}, updated, ServicePaused, ""},
+		{"unchanged", ServiceStatus{Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, ServiceUnchanged, ""},
+		{"unchanged after an old rollback", ServiceStatus{UpdateState: "rollback_completed", ConvergedAt: before, Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, ServiceUnchanged, ""},
+		{"unchanged, update running", ServiceStatus{UpdateState: "updating", ConvergedAt: before, Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, "", ""},
+	} {
+		got := judge(c.st, c.last, c.applied, now)
+		if got.Outcome != c.outcome || got.RollbackReason != c.wantReason {
+			t.Errorf("%s: outcome %q reason %q, want %q %q", c.name, got.Outcome, got.RollbackReason, c.outcome, c.wantReason)
+		}
+	}
+}

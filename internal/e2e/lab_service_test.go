@@ -1,0 +1,155 @@
+//go:build lab
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterflow/clusterflow/workflows"
+)
+
+// webImagesScript makes three images on a node from the node's own files (no
+// registry in the lab), all of one rootfs: v1 and v2 sleep (they differ by a
+// label), v3's command exits at once.
+const webImagesScript = `set -e
+tar -C / -ch usr/bin/sleep usr/bin/false lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2 >/tmp/web-rootfs.tar
+for v in 1 2; do
+  docker import -c "LABEL version=$v" -c 'CMD ["/usr/bin/sleep","infinity"]' /tmp/web-rootfs.tar clusterflow/web:v$v >/dev/null
+done
+docker import -c 'LABEL version=3' -c 'CMD ["/usr/bin/false"]' /tmp/web-rootfs.tar clusterflow/web:v3 >/dev/null
+rm /tmp/web-rootfs.tar`
+
+// TestServiceLab deploys and updates a swarm service with the playbook step kinds,
+// as a user would (starter run, worker process, embedded Temporal server), on a
+// 3-node swarm:
+//
+//   - deployService creates web (3 replicas of v1); the same playbook again is
+//     unchanged;
+//   - an update to v2 (parallelism 1, monitor 2s) ends completed with v2 running
+//     on every node;
+//   - an update to v3, whose container exits at once, with failureAction rollback
+//     and monitor 5s, ends rolled-back: the step fails with "rolled back: <the
+//     engine's reason>" and v2 runs everywhere afterwards.
+//
+// Run: go test -tags lab -count=1 -run Service -v ./internal/e2e/
+func TestServiceLab(t *testing.T) {
+	waitForFreeLab(t)
+	c := newCluster(t, 0)
+	inv := c.labUp(3, true)
+	w := c.startWorker()
+	nodes := []string{"master", "slave01", "slave02"}
+	for _, n := range nodes {
+		nodeSh(t, n, "true")
+	}
+	setup := c.labPlaybook("service-setup", inv, `    - name: docker engine
+      kind: installDocker
+      hosts: all
+    - name: swarm
+      kind: swarmInit
+      hosts: all
+      managers: [master]
+      advertiseAddr: address
+`)
+	if out, code := c.starter("run", setup); code != 0 {
+		t.Fatalf("setup: exit %d\n%s\nworker log:\n%s", code, out, c.logOf(w))
+	}
+	for _, n := range nodes {
+		nodeSh(t, n, webImagesScript)
+	}
+
+	web := func(name, version, extra string) string {
+		return c.labPlaybook(name, inv, fmt.Sprintf(`    - name: web
+      kind: deployService
+      hosts: [master]
+      timeout: 5m
+      service: web
+      image: clusterflow/web:%s
+      replicas: 3
+      env: {GREETING: hello}
+      updateConfig:
+        parallelism: 1
+        delay: 1s
+%s`, version, extra))
+	}
+	// run runs a playbook and returns its exit code and the web step's host outcome.
+	run := func(t *testing.T, pb string) (int, workflows.HostState, time.Duration) {
+		t.Helper()
+		begin := time.Now()
+		out, code := c.starter("run", "--output", "json", pb)
+		took := time.Since(begin)
+		var res struct{ Progress workflows.Progress }
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+			t.Fatalf("json output (exit %d): %v\n%s\nworker log:\n%s", code, err, out, c.logOf(w))
+		}
+		for _, s := range res.Progress.Steps {
+			for _, h := range s.Hosts {
+				t.Logf("  exit %d after %s: %-5s %-8s %-9s %s", code, took.Round(time.Millisecond), s.Name, h.Host, h.State, h.Message)
+				return code, h, took
+			}
+		}
+		t.Fatalf("no host outcome in the output:\n%s", out)
+		return 0, workflows.HostState{}, 0
+	}
+	// running lists "node image" of web's tasks meant to run, sorted.
+	running := func(t *testing.T) string {
+		return nodeSh(t, "master", "docker service ps web --filter desired-state=running --format '{{.Node}} {{.Image}} {{.CurrentState}}' | awk '{print $1, $2, $3}' | sort")
+	}
+	wantEverywhere := func(t *testing.T, image string) {
+		t.Helper()
+		got := running(t)
+		t.Logf("web tasks:\n%s", indent(got))
+		want := ""
+		for i, n := range nodes {
+			if i > 0 {
+				want += "\n"
+			}
+			want += n + " " + image + " Running"
+		}
+		if got != want {
+			t.Errorf("web tasks:\n%s\nwant:\n%s", got, want)
+		}
+	}
+
+	v1 := web("web-v1", "v1", "        monitor: 2s\n")
+	t.Run("create", func(t *testing.T) {
+		code, h, _ := run(t, v1)
+		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "created; 3/3 running") {
+			t.Fatalf("create: exit %d, %s: %s", code, h.State, h.Message)
+		}
+		wantEverywhere(t, "clusterflow/web:v1")
+	})
+	t.Run("again unchanged", func(t *testing.T) {
+		code, h, _ := run(t, v1)
+		if code != 0 || h.State != workflows.HostUnchanged {
+			t.Fatalf("re-run: exit %d, %s: %s", code, h.State, h.Message)
+		}
+	})
+	t.Run("v1 to v2 completed", func(t *testing.T) {
+		code, h, took := run(t, web("web-v2", "v2", "        monitor: 2s\n        failureAction: rollback\n"))
+		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "updated: image") {
+			t.Fatalf("update: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
+		}
+		t.Logf("v1 -> v2 took %s", took.Round(time.Millisecond))
+		wantEverywhere(t, "clusterflow/web:v2")
+		id := workflows.WorkflowID("web-v2") + "/1-deployService"
+		c.record(id, "DeployService-lab-completed")
+		t.Logf("outcome: %s", progressOf(c, id))
+	})
+	t.Run("v3 rolls back", func(t *testing.T) {
+		code, h, took := run(t, web("web-v3", "v3", "        monitor: 5s\n        failureAction: rollback\n"))
+		if code == 0 || h.State != workflows.HostFailed || !strings.HasPrefix(h.Message, "rolled back: ") {
+			t.Fatalf("update to v3: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
+		}
+		t.Logf("v2 -> v3 -> rolled back took %s", took.Round(time.Millisecond))
+		id := workflows.WorkflowID("web-v3") + "/1-deployService"
+		c.record(id, "DeployService-lab-rolled-back")
+		if img := nodeSh(t, "master", "docker service inspect web --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'"); img != "clusterflow/web:v2" {
+			t.Errorf("web's spec image after the rollback: %s", img)
+		}
+		wantEverywhere(t, "clusterflow/web:v2")
+	})
+}
