@@ -1,7 +1,12 @@
 package activities
 
 import (
+	"archive/tar"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +91,42 @@ func TestJudge(t *testing.T) {
 		if got.Outcome != c.outcome || got.RollbackReason != c.wantReason {
 			t.Errorf("%s: outcome %q reason %q, want %q %q", c.name, got.Outcome, got.RollbackReason, c.outcome, c.wantReason)
 		}
+	}
+}
+
+func TestTarballImageID(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, files map[string]string) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(f)
+		for _, n := range slices.Sorted(maps.Keys(files)) {
+			if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+				t.Fatal(err)
+			}
+			_, _ = tw.Write([]byte(files[n]))
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		return p
+	}
+	hex := strings.Repeat("ab", 32)
+	legacy := write("legacy.tar", map[string]string{"manifest.json": `[{"Config":"` + hex + `.json","RepoTags":["web:2"],"Layers":[]}]`})
+	oci := write("oci.tar", map[string]string{"manifest.json": `[{"Config":"blobs/sha256/` + hex + `","RepoTags":["web:2"],"Layers":[]}]`})
+	for _, p := range []string{legacy, oci} {
+		if id, err := tarballImageID(p, "web:2"); err != nil || id != "sha256:"+hex {
+			t.Errorf("%s: %q, %v", p, id, err)
+		}
+	}
+	if _, err := tarballImageID(legacy, "web:3"); err == nil || !strings.Contains(err.Error(), "holds web:2, not web:3") {
+		t.Errorf("another tag: %v", err)
+	}
+	if _, err := tarballImageID(write("empty.tar", map[string]string{"x": "y"}), "web:2"); err == nil || !strings.Contains(err.Error(), "no manifest.json") {
+		t.Errorf("no manifest: %v", err)
 	}
 }

@@ -43,10 +43,14 @@ type ServiceStep struct {
 	Service string `json:"service"`
 	// Manager: as RotateCAStep.Manager; default: the first of the step's hosts
 	// whose engine is a reachable manager.
-	Manager  string            `json:"manager,omitempty"`
-	Image    string            `json:"image,omitempty"`
-	Replicas *uint64           `json:"replicas,omitempty"`
-	Env      map[string]string `json:"env"`
+	Manager string `json:"manager,omitempty"`
+	Image   string `json:"image,omitempty"`
+	// ImageLoad is a `docker save` tarball of Image on the worker's side
+	// (absolute path), loaded into every swarm node that lacks the image: no
+	// registry needed.
+	ImageLoad string            `json:"imageLoad,omitempty"`
+	Replicas  *uint64           `json:"replicas,omitempty"`
+	Env       map[string]string `json:"env"`
 	// Ports are published in host mode (the routing mesh is not used).
 	Ports       []ServicePort  `json:"ports"`
 	Mounts      []ServiceMount `json:"mounts"`
@@ -113,11 +117,22 @@ func readService(f *file, m *fields, s *Step, c *stepContext) {
 		if v.Create {
 			f.missing(m, "image", "deployService creates the service when it is missing, and needs its image")
 		}
-	} else if img, ok := f.nonEmptyStr(n, p); ok {
-		if strings.ContainsAny(img, " \t\n") {
-			f.errorAt(n, p, "an image reference has no spaces, got %s", quote(img))
+	} else if n.Kind == yaml.MappingNode {
+		// image: {name: web:2, load: images/web-2.tar}
+		im := f.mapping(n, p)
+		if im != nil {
+			f.checkKeys(im, "name", "load")
+			if in, ip := im.get("name"); in == nil {
+				f.missing(im, "name", "the image reference the tarball holds, such as web:2")
+			} else {
+				v.Image = f.imageRef(in, ip)
+			}
+			if ln, lp := im.get("load"); ln != nil {
+				v.ImageLoad, _ = f.localFile(ln, lp)
+			}
 		}
-		v.Image = img
+	} else {
+		v.Image = f.imageRef(n, p)
 	}
 	if n, p := m.get("replicas"); n != nil {
 		if r, ok := f.integer(n, p, 0, 1000); ok {
@@ -165,6 +180,15 @@ func readService(f *file, m *fields, s *Step, c *stepContext) {
 	if n, p := m.get("rollbackConfig"); n != nil {
 		v.Rollback = f.updatePolicy(n, p, false)
 	}
+}
+
+// imageRef reads an image reference.
+func (f *file) imageRef(n *yaml.Node, path string) string {
+	img, ok := f.nonEmptyStr(n, path)
+	if ok && strings.ContainsAny(img, " \t\n") {
+		f.errorAt(n, path, "an image reference has no spaces, got %s", quote(img))
+	}
+	return img
 }
 
 // servicePorts reads ports: ["8080:80", "5353:53/udp"].

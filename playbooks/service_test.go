@@ -40,6 +40,11 @@ spec:
       hosts: all
       service: web
       image: nginx:1.28
+    - name: web offline
+      kind: deployService
+      hosts: all
+      service: web
+      image: {name: web:3, load: images/web-3.tar}
 `
 	plan, err := Parse(filepath.Join(dir, "p.yaml"), []byte(text), dir)
 	if err != nil {
@@ -64,5 +69,8 @@ spec:
 	u := plan.Steps[1].Service
 	if u.Create || u.Image != "nginx:1.28" || u.Replicas != nil || u.Env != nil || u.Ports != nil || u.Update != nil {
 		t.Fatalf("updateService leaves unset fields nil: %+v", u)
+	}
+	if o := plan.Steps[2].Service; o.Image != "web:3" || o.ImageLoad != filepath.Join(dir, "images/web-3.tar") {
+		t.Fatalf("image with load: %+v", o)
 	}
 }

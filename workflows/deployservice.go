@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ type DeployServiceResult struct {
 	Outcome string                    `json:"outcome"`
 	Message string                    `json:"message"`
 	Status  *activities.ServiceStatus `json:"status,omitempty"`
+	// Images is what the image load did per node (service.imageLoad).
+	Images []activities.ImageLoaded `json:"images,omitempty"`
 }
 
 // ServiceFailed is the outcome of a DeployService that could not start or follow
@@ -52,6 +55,7 @@ const ServiceFailed = "failed"
 // Phases of DeployService, as the progress query shows them.
 const (
 	ServicePhaseManager = "find-manager"
+	ServicePhaseImages  = "load-image"
 	ServicePhaseApply   = "apply"
 	ServicePhaseWatch   = "watch"
 	ServicePhaseDone    = "done"
@@ -64,6 +68,7 @@ type DeployServiceProgress struct {
 	Phase   string `json:"phase"`
 	// Applied says what was changed ("created", "updated: image, env", "unchanged").
 	Applied string                   `json:"applied,omitempty"`
+	Images  []activities.ImageLoaded `json:"images,omitempty"`
 	Status  activities.ServiceStatus `json:"status"`
 	Outcome string                   `json:"outcome,omitempty"`
 	Message string                   `json:"message,omitempty"`
@@ -144,10 +149,22 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 		}
 		manager, _ = hostNamed(in.Hosts, name)
 	}
-	res.Manager, prog.Manager, prog.Phase = manager.Name, manager.Name, ServicePhaseApply
+	res.Manager, prog.Manager = manager.Name, manager.Name
 	publishService(ctx, prog)
 
-	// 2. Create or update the service (nothing when its spec is as wanted).
+	// 2. Without a registry: load the image tarball into every node that can run
+	// tasks and lacks the image.
+	if svc.ImageLoad != "" {
+		prog.Phase = ServicePhaseImages
+		publishService(ctx, prog)
+		if msg := loadImages(ctx, in, manager, res, prog); msg != "" {
+			return finish(ServiceFailed, msg)
+		}
+	}
+	prog.Phase = ServicePhaseApply
+	publishService(ctx, prog)
+
+	// 3. Create or update the service (nothing when its spec is as wanted).
 	var applied activities.ServiceApplied
 	if err := workflow.ExecuteActivity(opts("apply service "+svc.Service+" on "+manager.Name), swarmActs.ApplyService,
 		activities.ApplyServiceRequest{Manager: manager, Service: svc}).Get(ctx, &applied); err != nil {
@@ -156,7 +173,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 	res.ServiceID, prog.Applied, prog.Phase = applied.ServiceID, applied.Message, ServicePhaseWatch
 	publishService(ctx, prog)
 
-	// 3. Follow the update until it has an outcome. Each WatchService call returns
+	// 4. Follow the update until it has an outcome. Each WatchService call returns
 	// when what it sees changes, so the progress query stays current.
 	timeout := in.Timeout.Std()
 	if timeout <= 0 {
@@ -185,15 +202,79 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 		publishService(ctx, prog)
 	}
 
-	// 4. The outcome.
+	// 5. The outcome.
 	switch st.Outcome {
 	case activities.ServiceRolledBack:
 		return finish(st.Outcome, "rolled back: "+st.RollbackReason)
 	case activities.ServicePaused:
 		return finish(st.Outcome, "update paused: "+st.Message)
 	default:
-		return finish(st.Outcome, fmt.Sprintf("%s; %s", applied.Message, statusText(st)))
+		return finish(st.Outcome, fmt.Sprintf("%s%s; %s", imagesText(res.Images), applied.Message, statusText(st)))
 	}
+}
+
+// loadImages loads service.imageLoad into every ready, active swarm node, each
+// known by its inventory host (address, then hostname). It returns "" or why it
+// failed.
+func loadImages(ctx workflow.Context, in DeployServiceInput, manager playbooks.Host, res *DeployServiceResult, prog *DeployServiceProgress) string {
+	svc := in.Service
+	var nodes []activities.SwarmNode
+	o := swarmOptions
+	o.Summary = "list the swarm's nodes"
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), swarmActs.ListSwarmNodes,
+		activities.SwarmManagerRequest{Manager: manager}).Get(ctx, &nodes); err != nil {
+		return "image load: " + errorMessage(err)
+	}
+	known := append(slices.Clone(in.Cluster), in.Hosts...)
+	var targets []playbooks.Host
+	var missing []string
+	for _, n := range nodes {
+		if n.State != "ready" || n.Availability != "active" {
+			continue
+		}
+		i := slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Address == n.Addr })
+		if i < 0 {
+			i = slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Name == n.Hostname })
+		}
+		switch {
+		case i < 0:
+			missing = append(missing, n.Hostname+" ("+n.Addr+")")
+		case !slices.ContainsFunc(targets, func(h playbooks.Host) bool { return h.Name == known[i].Name }):
+			targets = append(targets, known[i])
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("image load: swarm nodes %s are not in the inventory, so %s cannot be loaded there; add them, or drain them", strings.Join(missing, ", "), svc.Image)
+	}
+	loaded := make([]activities.ImageLoaded, len(targets))
+	errs := make([]string, len(targets))
+	lo := swarmOptions
+	lo.StartToCloseTimeout = 30 * time.Minute // a large tarball over a slow link
+	wg := workflow.NewWaitGroup(ctx)
+	for i, h := range targets {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			lo := lo
+			lo.Summary = "load " + svc.Image + " on " + h.Name
+			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, lo), swarmActs.LoadImage, activities.LoadImageRequest{
+				Host: h, Tarball: svc.ImageLoad, Image: svc.Image,
+			}).Get(ctx, &loaded[i]); err != nil {
+				errs[i] = h.Name + ": " + errorMessage(err)
+			}
+		})
+	}
+	wg.Wait(ctx)
+	for i := range targets {
+		if errs[i] == "" {
+			res.Images = append(res.Images, loaded[i])
+		}
+	}
+	prog.Images = res.Images
+	if msg := strings.Join(slices.DeleteFunc(errs, func(e string) bool { return e == "" }), "; "); msg != "" {
+		return "image load failed on " + msg
+	}
+	return ""
 }
 
 // checkDeployService validates DeployService's input.
@@ -224,6 +305,20 @@ func checkDeployService(in DeployServiceInput) error {
 		}
 	}
 	return nil
+}
+
+// imagesText sums up an image load: "image web:2 loaded on 2 of 3 nodes; ".
+func imagesText(images []activities.ImageLoaded) string {
+	if len(images) == 0 {
+		return ""
+	}
+	n := 0
+	for _, im := range images {
+		if im.Changed {
+			n++
+		}
+	}
+	return fmt.Sprintf("image loaded on %d of %d nodes; ", n, len(images))
 }
 
 // statusText sums up a status: "3/3 running (master 1/1, slave01 1/1, slave02 1/1)".

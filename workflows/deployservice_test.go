@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +203,53 @@ func TestDeployServiceInvalidInput(t *testing.T) {
 				t.Fatalf("want a non-retryable error, got %v", err)
 			}
 		})
+	}
+}
+
+func TestDeployServiceLoadsTheImage(t *testing.T) {
+	f := &fakeService{
+		applied:  activities.ServiceApplied{ServiceID: "svc1", Created: true, Changed: true, Message: "created", Replicas: 3},
+		statuses: []activities.ServiceStatus{{Replicas: 3, Running: 3, Nodes: nodesRunning(3), Outcome: activities.ServiceCompleted}},
+	}
+	in := serviceInput()
+	in.Service.ImageLoad = "/images/web-2.tar"
+	in.Cluster = []playbooks.Host{{Name: "master", Address: "10.0.0.1"}, {Name: "slave01", Address: "10.0.0.2"}, {Name: "slave02", Address: "10.0.0.3"}}
+	var mu sync.Mutex
+	var loads []string
+	res := runService(t, f, in, func(env *testsuite.TestWorkflowEnvironment) {
+		env.OnActivity(swarmActs.ListSwarmNodes, mock.Anything, mock.Anything).Return([]activities.SwarmNode{
+			{Hostname: "master", Addr: "10.0.0.1", State: "ready", Availability: "active"},
+			{Hostname: "node-b", Addr: "10.0.0.2", State: "ready", Availability: "active"}, // found by address
+			{Hostname: "slave02", Addr: "10.0.0.3", State: "ready", Availability: "drain"}, // runs no tasks
+			{Hostname: "gone", Addr: "10.0.0.9", State: "down", Availability: "active"},
+		}, nil)
+		env.OnActivity(swarmActs.LoadImage, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, r activities.LoadImageRequest) (activities.ImageLoaded, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				loads = append(loads, r.Host.Name+" "+r.Image+" "+r.Tarball)
+				return activities.ImageLoaded{Host: r.Host.Name, ImageID: "sha256:1", Changed: r.Host.Name != "master"}, nil
+			})
+	})
+	slices.Sort(loads)
+	if !slices.Equal(loads, []string{"master web:2 /images/web-2.tar", "slave01 web:2 /images/web-2.tar"}) {
+		t.Errorf("loads %v", loads)
+	}
+	if res.Outcome != activities.ServiceCompleted || len(res.Images) != 2 || !strings.HasPrefix(res.Hosts[0].Message, "image loaded on 1 of 2 nodes; created") {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestDeployServiceImageNodeNotInInventory(t *testing.T) {
+	f := &fakeService{applied: activities.ServiceApplied{ServiceID: "svc1"}}
+	in := serviceInput()
+	in.Service.ImageLoad = "/images/web-2.tar"
+	res := runService(t, f, in, func(env *testsuite.TestWorkflowEnvironment) {
+		env.OnActivity(swarmActs.ListSwarmNodes, mock.Anything, mock.Anything).Return([]activities.SwarmNode{
+			{Hostname: "stranger", Addr: "10.0.0.7", State: "ready", Availability: "active"},
+		}, nil)
+	})
+	if res.Outcome != ServiceFailed || !strings.Contains(res.Hosts[0].Message, "stranger (10.0.0.7) are not in the inventory") {
+		t.Fatalf("result %+v", res)
 	}
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,33 @@ func TestServiceLab(t *testing.T) {
 			t.Errorf("web's spec image after the rollback: %s", img)
 		}
 		wantEverywhere(t, "clusterflow/web:v2")
+	})
+	t.Run("image from a tarball", func(t *testing.T) {
+		// v4 exists nowhere but in a `docker save` tarball on the worker's side.
+		nodeSh(t, "master", `set -e
+docker tag clusterflow/web:v2 clusterflow/web:v4-base
+docker image rm clusterflow/web:v4 >/dev/null 2>&1 || true
+printf 'FROM clusterflow/web:v4-base\nLABEL version=4\n' | docker build -q -t clusterflow/web:v4 - >/dev/null
+docker save -o /tmp/web-v4.tar clusterflow/web:v4
+docker image rm clusterflow/web:v4 clusterflow/web:v4-base >/dev/null`)
+		tarball := filepath.Join(c.dir, "web-v4.tar")
+		docker(t, "cp", "clusterflow-lab-master:/tmp/web-v4.tar", tarball)
+		pb := c.labPlaybook("web-v4", inv, fmt.Sprintf(`    - name: web
+      kind: updateService
+      hosts: [master]
+      service: web
+      image: {name: clusterflow/web:v4, load: %s}
+`, tarball))
+		code, h, took := run(t, pb)
+		if code != 0 || h.State != workflows.HostChanged || !strings.HasPrefix(h.Message, "image loaded on 3 of 3 nodes; updated: image") {
+			t.Fatalf("update to v4 from the tarball: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
+		}
+		t.Logf("load + v2 -> v4 took %s", took.Round(time.Millisecond))
+		c.record(workflows.WorkflowID("web-v4")+"/1-updateService", "DeployService-lab-image")
+		wantEverywhere(t, "clusterflow/web:v4")
+		code, h, _ = run(t, pb)
+		if code != 0 || h.State != workflows.HostUnchanged || !strings.HasPrefix(h.Message, "image loaded on 0 of 3 nodes; unchanged") {
+			t.Fatalf("again: exit %d, %s: %s", code, h.State, h.Message)
+		}
 	})
 }
