@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -76,11 +77,11 @@ func TestServiceLab(t *testing.T) {
         delay: 1s
 %s`, version, extra))
 	}
-	// run runs a playbook and returns its exit code and the web step's host outcome.
-	run := func(t *testing.T, pb string) (int, workflows.HostState, time.Duration) {
+	// run runs the starter (run PLAYBOOK, or status ID) with JSON output.
+	run := func(t *testing.T, args ...string) (int, workflows.HostState, time.Duration) {
 		t.Helper()
 		begin := time.Now()
-		out, code := c.starter("run", "--output", "json", pb)
+		out, code := c.starter(append(args, "--output", "json")...)
 		took := time.Since(begin)
 		var res struct{ Progress workflows.Progress }
 		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
@@ -117,31 +118,52 @@ func TestServiceLab(t *testing.T) {
 
 	v1 := web("web-v1", "v1", "        monitor: 2s\n")
 	t.Run("create", func(t *testing.T) {
-		code, h, _ := run(t, v1)
+		code, h, _ := run(t, "run", v1)
 		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "created; 3/3 running") {
 			t.Fatalf("create: exit %d, %s: %s", code, h.State, h.Message)
 		}
 		wantEverywhere(t, "clusterflow/web:v1")
 	})
 	t.Run("again unchanged", func(t *testing.T) {
-		code, h, _ := run(t, v1)
+		code, h, _ := run(t, "run", v1)
 		if code != 0 || h.State != workflows.HostUnchanged {
 			t.Fatalf("re-run: exit %d, %s: %s", code, h.State, h.Message)
 		}
 	})
 	t.Run("v1 to v2 completed", func(t *testing.T) {
-		code, h, took := run(t, web("web-v2", "v2", "        monitor: 2s\n        failureAction: rollback\n"))
-		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "updated: image") {
+		// Started detached, so the progress query can be read while the update runs.
+		id := workflows.WorkflowID("web-v2")
+		child := id + "/1-deployService"
+		begin := time.Now()
+		if out, code := c.starter("run", "--detach", web("web-v2", "v2", "        monitor: 2s\n        failureAction: rollback\n")); code != 0 {
+			t.Fatalf("start: exit %d\n%s", code, out)
+		}
+		var mid workflows.DeployServiceProgress
+		waitFor(t, 2*time.Minute, "the progress query to show the update", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			v, err := c.client.QueryWorkflow(ctx, child, "", workflows.ProgressQuery)
+			if err != nil || v.Get(&mid) != nil {
+				return false
+			}
+			return mid.Status.UpdateState == "updating" && len(mid.Status.Nodes) > 0
+		})
+		b, _ := json.Marshal(mid.Status)
+		t.Logf("progress query %s after the start: phase %s, %s, status %s", time.Since(begin).Round(time.Millisecond), mid.Phase, mid.Applied, b)
+		if err := c.waitRun(id, 5*time.Minute); err != nil {
+			t.Fatalf("run: %v\nworker log:\n%s", err, c.logOf(w))
+		}
+		took := time.Since(begin)
+		code, h, _ := run(t, "status", id)
+		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "updated: image") || !strings.Contains(h.Message, "update completed") {
 			t.Fatalf("update: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
 		}
 		t.Logf("v1 -> v2 took %s", took.Round(time.Millisecond))
 		wantEverywhere(t, "clusterflow/web:v2")
-		id := workflows.WorkflowID("web-v2") + "/1-deployService"
-		c.record(id, "DeployService-lab-completed")
-		t.Logf("outcome: %s", progressOf(c, id))
+		c.record(child, "DeployService-lab-completed")
 	})
 	t.Run("v3 rolls back", func(t *testing.T) {
-		code, h, took := run(t, web("web-v3", "v3", "        monitor: 5s\n        failureAction: rollback\n"))
+		code, h, took := run(t, "run", web("web-v3", "v3", "        monitor: 5s\n        failureAction: rollback\n"))
 		if code == 0 || h.State != workflows.HostFailed || !strings.HasPrefix(h.Message, "rolled back: ") {
 			t.Fatalf("update to v3: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
 		}
@@ -169,14 +191,14 @@ docker image rm clusterflow/web:v4 clusterflow/web:v4-base >/dev/null`)
       service: web
       image: {name: clusterflow/web:v4, load: %s}
 `, tarball))
-		code, h, took := run(t, pb)
+		code, h, took := run(t, "run", pb)
 		if code != 0 || h.State != workflows.HostChanged || !strings.HasPrefix(h.Message, "image loaded on 3 of 3 nodes; updated: image") {
 			t.Fatalf("update to v4 from the tarball: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
 		}
 		t.Logf("load + v2 -> v4 took %s", took.Round(time.Millisecond))
 		c.record(workflows.WorkflowID("web-v4")+"/1-updateService", "DeployService-lab-image")
 		wantEverywhere(t, "clusterflow/web:v4")
-		code, h, _ = run(t, pb)
+		code, h, _ = run(t, "run", pb)
 		if code != 0 || h.State != workflows.HostUnchanged || !strings.HasPrefix(h.Message, "image loaded on 0 of 3 nodes; unchanged") {
 			t.Fatalf("again: exit %d, %s: %s", code, h.State, h.Message)
 		}
