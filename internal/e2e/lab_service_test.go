@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +33,9 @@ rm /tmp/web-rootfs.tar`
 //
 //   - deployService creates web (3 replicas of v1); the same playbook again is
 //     unchanged;
-//   - an update to v2 (parallelism 1, monitor 2s) ends completed with v2 running
-//     on every node;
+//   - an update to v2 (parallelism 1, monitor 2s) shows its tasks per node in the
+//     progress query; the worker is SIGKILLed while it watches, a new one watches
+//     on, and the update ends completed with v2 running on every node;
 //   - an update to v3, whose container exits at once, with failureAction rollback
 //     and monitor 5s, ends rolled-back: the step fails with "rolled back: <the
 //     engine's reason>" and v2 runs everywhere afterwards.
@@ -131,7 +134,8 @@ func TestServiceLab(t *testing.T) {
 		}
 	})
 	t.Run("v1 to v2 completed", func(t *testing.T) {
-		// Started detached, so the progress query can be read while the update runs.
+		// Started detached, so the progress query can be read while the update runs
+		// and the worker killed in the middle.
 		id := workflows.WorkflowID("web-v2")
 		child := id + "/1-deployService"
 		begin := time.Now()
@@ -150,10 +154,24 @@ func TestServiceLab(t *testing.T) {
 		})
 		b, _ := json.Marshal(mid.Status)
 		t.Logf("progress query %s after the start: phase %s, %s, status %s", time.Since(begin).Round(time.Millisecond), mid.Phase, mid.Applied, b)
+		// Kill the worker while it watches; a new one watches on (WatchService only reads).
+		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Wait()
+		w = c.startWorker()
 		if err := c.waitRun(id, 5*time.Minute); err != nil {
 			t.Fatalf("run: %v\nworker log:\n%s", err, c.logOf(w))
 		}
 		took := time.Since(begin)
+		retried := retriedActivities(t, c, child)
+		t.Logf("worker SIGKILLed while watching; retried after it: %v", retried)
+		if !slices.ContainsFunc(retried, func(r string) bool { return strings.HasPrefix(r, "WatchService ") }) {
+			t.Errorf("no WatchService attempt after the kill: %v", retried)
+		}
+		if applies := activityAttempts(t, c, child, "ApplyService"); applies != 1 {
+			t.Errorf("ApplyService ran %d attempts, want 1", applies)
+		}
 		code, h, _ := run(t, "status", id)
 		if code != 0 || h.State != workflows.HostChanged || !strings.Contains(h.Message, "updated: image") || !strings.Contains(h.Message, "update completed") {
 			t.Fatalf("update: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
