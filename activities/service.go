@@ -341,6 +341,12 @@ type ServiceStatus struct {
 	// ConvergedAt is when Running first reached Replicas in the current streak
 	// (worker's clock); zero when not converged.
 	ConvergedAt time.Time `json:"convergedAt,omitzero"`
+	// RolledBackAt is when rollback_completed was first seen (worker's clock):
+	// the outcome waits for the old tasks to run again, a while at most.
+	RolledBackAt time.Time `json:"rolledBackAt,omitzero"`
+	// TaskError is the latest failure of one of the service's tasks
+	// ("task x on slave01: task: non-zero exit (1)"), read during a rollback.
+	TaskError string `json:"taskError,omitempty"`
 	// Outcome is set once the update is over: ServiceCompleted, ServiceUnchanged,
 	// ServiceRolledBack, ServicePaused.
 	Outcome string `json:"outcome,omitempty"`
@@ -370,7 +376,7 @@ func (s *Swarm) WatchService(ctx context.Context, req WatchServiceRequest) (Serv
 	deadline := time.Now().Add(wait)
 	last := req.Last
 	for {
-		st, err := s.serviceStatus(ctx, req.Manager, cli, req.ServiceID)
+		st, err := s.serviceStatus(ctx, req.Manager, cli, req.ServiceID, req.Applied.Since)
 		if err != nil {
 			return st, err
 		}
@@ -380,14 +386,14 @@ func (s *Swarm) WatchService(ctx context.Context, req WatchServiceRequest) (Serv
 		}
 		last = st
 		recordHeartbeat(ctx, st)
-		if err := sleepCtx(ctx, s.poll); err != nil {
+		if err := sleepCtx(ctx, min(s.poll, 500*time.Millisecond)); err != nil {
 			return st, err
 		}
 	}
 }
 
 // serviceStatus reads the service's update state and counts its tasks.
-func (s *Swarm) serviceStatus(ctx context.Context, m playbooks.Host, cli *client.Client, id string) (ServiceStatus, error) {
+func (s *Swarm) serviceStatus(ctx context.Context, m playbooks.Host, cli *client.Client, id string, since time.Time) (ServiceStatus, error) {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	svc, _, err := cli.ServiceInspectWithRaw(actx, id, swarm.ServiceInspectOptions{})
@@ -410,7 +416,35 @@ func (s *Swarm) serviceStatus(ctx context.Context, m playbooks.Host, cli *client
 		}
 	}
 	st.Running, st.Nodes = countTasks(tasks, nodes)
+	if strings.HasPrefix(st.UpdateState, "rollback") {
+		all, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", id))})
+		if err != nil {
+			return ServiceStatus{}, apiFailure(ctx, m, "list the tasks of service "+svc.Spec.Name, err)
+		}
+		st.TaskError = lastTaskError(all, nodes, since)
+	}
 	return st, nil
+}
+
+// lastTaskError describes the service's most recent task failure after since.
+func lastTaskError(tasks []swarm.Task, nodes []swarm.Node, since time.Time) string {
+	var last *swarm.Task
+	for i, t := range tasks {
+		if (t.Status.State == swarm.TaskStateFailed || t.Status.State == swarm.TaskStateRejected) && t.Status.Err != "" &&
+			t.Status.Timestamp.After(since) && (last == nil || t.Status.Timestamp.After(last.Status.Timestamp)) {
+			last = &tasks[i]
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	node := short(last.NodeID)
+	for _, n := range nodes {
+		if n.ID == last.NodeID {
+			node = n.Description.Hostname
+		}
+	}
+	return fmt.Sprintf("task %s on %s: %s", short(last.ID), node, last.Status.Err)
 }
 
 // countTasks counts the replicas that run (one per slot, as the CLI does) and
@@ -453,6 +487,10 @@ func countTasks(tasks []swarm.Task, nodes []swarm.Node) (int, []ServiceOnNode) {
 	return len(running), out
 }
 
+// rollbackSettle is how long after rollback_completed (beyond the monitor window)
+// the outcome waits for the old tasks to run again.
+const rollbackSettle = time.Minute
+
 // judge decides a status's outcome. st.ConvergedAt holds the UpdateStatus's
 // StartedAt on entry (zero when none).
 func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) ServiceStatus {
@@ -463,6 +501,9 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 		st.UpdateState, st.Message = "", ""
 	}
 	st.RollbackReason = last.RollbackReason
+	if st.TaskError == "" {
+		st.TaskError = last.TaskError
+	}
 	converged := uint64(st.Running) >= st.Replicas
 	if converged {
 		st.ConvergedAt = last.ConvergedAt
@@ -480,6 +521,9 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 	case swarm.UpdateStateRollbackStarted:
 		if applied.Changed {
 			st.RollbackReason = st.Message
+			if st.TaskError != "" && !strings.Contains(st.Message, st.TaskError) {
+				st.RollbackReason += " (" + st.TaskError + ")"
+			}
 		}
 	case swarm.UpdateStatePaused:
 		st.Outcome = ServicePaused
@@ -490,9 +534,20 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 		}
 	case swarm.UpdateStateRollbackCompleted:
 		if applied.Changed {
-			st.Outcome = ServiceRolledBack
 			if st.RollbackReason == "" {
-				st.RollbackReason = st.Message
+				// rollback_started passed between two reads: say what failed.
+				st.RollbackReason = "the update failed"
+				if st.TaskError != "" {
+					st.RollbackReason += " (" + st.TaskError + ")"
+				}
+			}
+			st.RolledBackAt = last.RolledBackAt
+			if st.RolledBackAt.IsZero() {
+				st.RolledBackAt = now
+			}
+			// Once the old tasks run again; or, when they do not, after a while.
+			if converged || now.Sub(st.RolledBackAt) >= rollbackSettle+applied.Monitor.Std() {
+				st.Outcome = ServiceRolledBack
 			}
 		} else if converged {
 			st.Outcome = settled // an earlier update rolled back to the spec wanted now
@@ -512,5 +567,6 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 // sameStatus compares what the workflow shows of two statuses.
 func sameStatus(a, b ServiceStatus) bool {
 	return a.UpdateState == b.UpdateState && a.Message == b.Message && a.Running == b.Running &&
-		a.Replicas == b.Replicas && a.ConvergedAt.IsZero() == b.ConvergedAt.IsZero() && slices.Equal(a.Nodes, b.Nodes)
+		a.Replicas == b.Replicas && a.ConvergedAt.IsZero() == b.ConvergedAt.IsZero() && slices.Equal(a.Nodes, b.Nodes) &&
+		a.RolledBackAt.IsZero() == b.RolledBackAt.IsZero() && a.RollbackReason == b.RollbackReason
 }

@@ -150,7 +150,7 @@ func TestServiceLab(t *testing.T) {
 			if err != nil || v.Get(&mid) != nil {
 				return false
 			}
-			return mid.Status.UpdateState == "updating" && len(mid.Status.Nodes) > 0
+			return mid.Status.UpdateState == "updating" && mid.Status.Running >= 1
 		})
 		b, _ := json.Marshal(mid.Status)
 		t.Logf("progress query %s after the start: phase %s, %s, status %s", time.Since(begin).Round(time.Millisecond), mid.Phase, mid.Applied, b)
@@ -182,7 +182,7 @@ func TestServiceLab(t *testing.T) {
 	})
 	t.Run("v3 rolls back", func(t *testing.T) {
 		code, h, took := run(t, "run", web("web-v3", "v3", "        monitor: 5s\n        failureAction: rollback\n"))
-		if code == 0 || h.State != workflows.HostFailed || !strings.HasPrefix(h.Message, "rolled back: ") {
+		if code == 0 || h.State != workflows.HostFailed || !strings.HasPrefix(h.Message, "rolled back: ") || !strings.Contains(h.Message, "task") {
 			t.Fatalf("update to v3: exit %d, %s: %s\nworker log:\n%s", code, h.State, h.Message, c.logOf(w))
 		}
 		t.Logf("v2 -> v3 -> rolled back took %s", took.Round(time.Millisecond))
