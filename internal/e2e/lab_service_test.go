@@ -178,7 +178,7 @@ func TestServiceLab(t *testing.T) {
 		}
 		t.Logf("v1 -> v2 took %s", took.Round(time.Millisecond))
 		wantEverywhere(t, "clusterflow/web:v2")
-		c.record(child, "DeployService-lab-completed")
+		c.record(child, "DeployService-lab-kill-completed")
 	})
 	t.Run("v3 rolls back", func(t *testing.T) {
 		code, h, took := run(t, "run", web("web-v3", "v3", "        monitor: 5s\n        failureAction: rollback\n"))
