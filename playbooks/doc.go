@@ -102,6 +102,28 @@
 //	      minValidity: 720h      # least remaining validity accepted; default 720h (30 days)
 //	      action: fail           # fail (default) | rotate: a rotateCA run renews every certificate
 //	      nodeCertExpiry: 2160h  # action rotate only: as rotateCA
+//	      # kinds deployService (create or update) and updateService (update an existing
+//	      # one), the DeployService workflow; fields left out keep the service's values:
+//	      service: web           # the swarm service's name (required)
+//	      manager: master        # as rotateCA; default: the first of the step's hosts that is a manager
+//	      image: web:2           # required for deployService; no registry is asked (no digest pinning)
+//	      replicas: 3
+//	      env: {MODE: prod}
+//	      ports: ["8080:80", "5353:53/udp"]  # published in host mode on each task's node
+//	      mounts: [{type: volume, source: data, target: /data, readOnly: false}]  # volume | bind | tmpfs
+//	      networks: [backend]    # overlay networks that exist (swarmInit networks)
+//	      constraints: [node.role==worker, node.labels.zone!=b]
+//	      healthCheck: {test: [CMD, /bin/check], interval: 10s, timeout: 3s, retries: 3, startPeriod: 5s}
+//	      updateConfig:          # defaults are the engine's
+//	        parallelism: 1       # tasks at once; 0: all
+//	        delay: 10s
+//	        monitor: 5s          # failure window after each task starts
+//	        failureAction: rollback  # pause (default) | continue | rollback
+//	        maxFailureRatio: 0.1
+//	        order: start-first   # stop-first (default) | start-first
+//	      rollbackConfig: {...}  # as updateConfig; failureAction pause | continue
+//	      # The step's outcome: changed (completed), unchanged, or failed with
+//	      # "rolled back: <the engine's reason>" or "update paused: <reason>".
 //
 // An inventory fragment (what `lab up` writes) is a file of its own:
 //

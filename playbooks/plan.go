@@ -33,6 +33,10 @@ const (
 
 	KindRotateCA          = "rotateCA"          // runs the RotateCA workflow
 	KindCheckCertificates = "checkCertificates" // runs the CheckCertificates workflow
+
+	// Service kinds run the DeployService workflow.
+	KindDeployService = "deployService" // create the service, or update it
+	KindUpdateService = "updateService" // update a service that exists
 )
 
 // What checkCertificates does when a certificate has less than minValidity left.
@@ -111,6 +115,8 @@ type Step struct {
 	RotateCA *RotateCAStep `json:"rotateCA,omitempty"`
 	// CheckCertificates is set for kind checkCertificates.
 	CheckCertificates *CheckCertificatesStep `json:"checkCertificates,omitempty"`
+	// Service is set for kinds deployService and updateService.
+	Service *ServiceStep `json:"service,omitempty"`
 }
 
 // RotateCAStep rotates the swarm's root CA, like `docker swarm ca --rotate`, and

@@ -62,6 +62,8 @@ var stepKinds = map[string]stepKind{
 	KindRotateCA: {fields: []string{"manager", "caCert", "caKey", "nodeCertExpiry", "rotateWorkerToken", "rotateManagerToken"},
 		read: readRotateCA},
 	KindCheckCertificates: {fields: []string{"manager", "minValidity", "action", "nodeCertExpiry"}, read: readCheckCertificates},
+	KindDeployService:     {fields: serviceFields, read: readService},
+	KindUpdateService:     {fields: serviceFields, read: readService},
 }
 
 // sortedKinds returns the names of the step kinds, sorted.

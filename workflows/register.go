@@ -23,6 +23,8 @@ const (
 
 	RotateCAName          = "RotateCA"
 	CheckCertificatesName = "CheckCertificates"
+
+	DeployServiceName = "DeployService"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
@@ -35,6 +37,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(ConsulBootstrap, workflow.RegisterOptions{Name: ConsulBootstrapName})
 	r.RegisterWorkflowWithOptions(RotateCA, workflow.RegisterOptions{Name: RotateCAName})
 	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
+	r.RegisterWorkflowWithOptions(DeployService, workflow.RegisterOptions{Name: DeployServiceName})
 }
 
 // registeredNames are the workflow types Register adds; the replay test requires a
@@ -42,5 +45,5 @@ func Register(r worker.WorkflowRegistry) {
 var registeredNames = []string{
 	RunPlaybookName, DistributeKeysName, InstallDockerName,
 	SwarmInitName, SwarmNodesName, ConsulBootstrapName,
-	RotateCAName, CheckCertificatesName,
+	RotateCAName, CheckCertificatesName, DeployServiceName,
 }

@@ -158,6 +158,8 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("%s: kind rotateCA needs rotateCA", where)
 		case s.Kind == playbooks.KindCheckCertificates && s.CheckCertificates == nil:
 			return fmt.Errorf("%s: kind checkCertificates needs checkCertificates", where)
+		case isServiceKind(s.Kind) && (s.Service == nil || s.Service.Service == ""):
+			return fmt.Errorf("%s: kind %s needs service.service", where, s.Kind)
 		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
 			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
 		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
@@ -284,7 +286,12 @@ func isProcedure(kind string) bool {
 		playbooks.KindRotateCA, playbooks.KindCheckCertificates:
 		return true
 	}
-	return isNodeOp(kind)
+	return isNodeOp(kind) || isServiceKind(kind)
+}
+
+// isServiceKind reports whether a step kind runs DeployService.
+func isServiceKind(kind string) bool {
+	return kind == playbooks.KindDeployService || kind == playbooks.KindUpdateService
 }
 
 // isNodeOp reports whether a step kind is a swarm node operation (SwarmNodes).
@@ -361,6 +368,12 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 		if detailsInto(err, &res) {
 			err = nil
 		}
+		outcomes = res.Hosts
+	case playbooks.KindDeployService, playbooks.KindUpdateService:
+		var res DeployServiceResult
+		err = workflow.ExecuteChildWorkflow(cctx, DeployService, DeployServiceInput{
+			Hosts: hosts, Cluster: r.plan.Hosts, Service: *step.Service, Timeout: step.Timeout,
+		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	default: // a node operation; checkPlan refused every other kind
 		var res SwarmNodesResult

@@ -1,0 +1,366 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+// DeployServiceInput is the one argument of DeployService. From the Web UI:
+//
+//	{"hosts": [{"name": "master", "address": "10.211.73.11", "port": 22, "user": "root",
+//	  "identityFile": "/path/id_ed25519", "knownHostsFile": "/path/known_hosts"}],
+//	 "service": {"create": true, "service": "web", "image": "web:2", "replicas": 3,
+//	  "updateConfig": {"parallelism": 1, "monitor": "5s", "failureAction": "rollback", "order": "stop-first"}},
+//	 "timeout": "10m"}
+type DeployServiceInput struct {
+	// Hosts are the step's hosts: the candidates for the manager to ask, and the
+	// hosts whose outcome is reported.
+	Hosts []playbooks.Host `json:"hosts"`
+	// Cluster is every host of the inventory: where a named manager is looked up.
+	Cluster []playbooks.Host      `json:"cluster,omitempty"`
+	Service playbooks.ServiceStep `json:"service"`
+	// Timeout bounds the wait for the update's outcome; default 10m.
+	Timeout playbooks.Duration `json:"timeout,omitempty"`
+}
+
+// DeployServiceResult is the service's outcome.
+type DeployServiceResult struct {
+	Hosts     []HostOutcome `json:"hosts"`
+	Manager   string        `json:"manager,omitempty"`
+	Service   string        `json:"service"`
+	ServiceID string        `json:"serviceId,omitempty"`
+	// Outcome: activities.ServiceCompleted, ServiceUnchanged, ServiceRolledBack,
+	// ServicePaused, or ServiceFailed when the update could not be started or
+	// followed to its end.
+	Outcome string                    `json:"outcome"`
+	Message string                    `json:"message"`
+	Status  *activities.ServiceStatus `json:"status,omitempty"`
+	// Images is what the image load did per node (service.imageLoad).
+	Images []activities.ImageLoaded `json:"images,omitempty"`
+}
+
+// ServiceFailed is the outcome of a DeployService that could not start or follow
+// the update (no manager, a refused spec, no outcome within the timeout).
+const ServiceFailed = "failed"
+
+// Phases of DeployService, as the progress query shows them.
+const (
+	ServicePhaseManager = "find-manager"
+	ServicePhaseImages  = "load-image"
+	ServicePhaseApply   = "apply"
+	ServicePhaseWatch   = "watch"
+	ServicePhaseDone    = "done"
+)
+
+// DeployServiceProgress is the result of DeployService's "progress" query.
+type DeployServiceProgress struct {
+	Service string `json:"service"`
+	Manager string `json:"manager,omitempty"`
+	Phase   string `json:"phase"`
+	// Applied says what was changed ("created", "updated: image, env", "unchanged").
+	Applied string                   `json:"applied,omitempty"`
+	Images  []activities.ImageLoaded `json:"images,omitempty"`
+	Status  activities.ServiceStatus `json:"status"`
+	Outcome string                   `json:"outcome,omitempty"`
+	Message string                   `json:"message,omitempty"`
+}
+
+var (
+	// watchOptions serve WatchService: each call returns within about a minute
+	// (on a change, an outcome or its MaxWait), heartbeating every poll.
+	watchOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Minute,
+		HeartbeatTimeout:    hostHeartbeat,
+		WaitForCancellation: true,
+		RetryPolicy:         swarmOptions.RetryPolicy,
+	}
+)
+
+// DeployService creates or updates a swarm service (step kinds deployService and
+// updateService) through a manager and follows the update to a definite outcome:
+// completed, unchanged (the spec was as wanted already), rolled-back (with the
+// engine's reason) or paused. A rolled-back or paused update fails the step's hosts
+// ("rolled back: <reason>"); the run itself ends normally with the outcome in its
+// result. Invalid input fails the run before any engine is asked.
+func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceResult, error) {
+	if err := checkDeployService(in); err != nil {
+		return nil, invalidInput(err.Error())
+	}
+	svc := in.Service
+	prog := &DeployServiceProgress{Service: svc.Service, Phase: ServicePhaseManager}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*DeployServiceProgress, error) {
+		return prog, nil
+	}, workflow.QueryHandlerOptions{Description: "the service's update state and its tasks per node"}); err != nil {
+		return nil, err
+	}
+	res := &DeployServiceResult{Service: svc.Service}
+	finish := func(outcome, msg string) (*DeployServiceResult, error) {
+		res.Outcome, res.Message = outcome, msg
+		prog.Phase, prog.Outcome, prog.Message = ServicePhaseDone, outcome, msg
+		state := HostFailed
+		switch outcome {
+		case activities.ServiceCompleted:
+			state = HostChanged
+		case activities.ServiceUnchanged:
+			state = HostUnchanged
+		}
+		for _, h := range in.Hosts {
+			res.Hosts = append(res.Hosts, HostOutcome{Host: h.Name, State: state, Message: msg})
+		}
+		publishService(ctx, prog)
+		if ctx.Err() != nil {
+			return res, temporal.NewCanceledError("DeployService cancelled")
+		}
+		return res, nil
+	}
+	publishService(ctx, prog)
+	opts := func(summary string) workflow.Context {
+		o := swarmOptions
+		o.Summary = summary
+		return workflow.WithActivityOptions(ctx, o)
+	}
+
+	// 1. The manager: the one the step names, else the first of the step's hosts
+	// that answers as a manager.
+	var manager playbooks.Host
+	if svc.Manager != "" {
+		h, ok := hostNamed(in.Cluster, svc.Manager)
+		if !ok {
+			h, ok = hostNamed(in.Hosts, svc.Manager)
+		}
+		if !ok {
+			return nil, invalidInput(fmt.Sprintf("service.manager %q is not among the cluster's hosts", svc.Manager))
+		}
+		manager = h
+	} else {
+		var name string
+		if err := workflow.ExecuteActivity(opts("find a swarm manager"), swarmActs.FindManager,
+			activities.FindManagerRequest{Candidates: in.Hosts}).Get(ctx, &name); err != nil {
+			return finish(ServiceFailed, errorMessage(err))
+		}
+		manager, _ = hostNamed(in.Hosts, name)
+	}
+	res.Manager, prog.Manager = manager.Name, manager.Name
+	publishService(ctx, prog)
+
+	// 2. Without a registry: load the image tarball into every node that can run
+	// tasks and lacks the image.
+	if svc.ImageLoad != "" {
+		prog.Phase = ServicePhaseImages
+		publishService(ctx, prog)
+		if msg := loadImages(ctx, in, manager, res, prog); msg != "" {
+			return finish(ServiceFailed, msg)
+		}
+	}
+	prog.Phase = ServicePhaseApply
+	publishService(ctx, prog)
+
+	// 3. Create or update the service (nothing when its spec is as wanted).
+	var applied activities.ServiceApplied
+	if err := workflow.ExecuteActivity(opts("apply service "+svc.Service+" on "+manager.Name), swarmActs.ApplyService,
+		activities.ApplyServiceRequest{Manager: manager, Service: svc}).Get(ctx, &applied); err != nil {
+		return finish(ServiceFailed, errorMessage(err))
+	}
+	res.ServiceID, prog.Applied, prog.Phase = applied.ServiceID, applied.Message, ServicePhaseWatch
+	publishService(ctx, prog)
+
+	// 4. Follow the update until it has an outcome. Each WatchService call returns
+	// when what it sees changes, so the progress query stays current.
+	timeout := in.Timeout.Std()
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	deadline := workflow.Now(ctx).Add(timeout)
+	wctx := workflow.WithActivityOptions(ctx, watchOptions)
+	var st activities.ServiceStatus
+	for st.Outcome == "" {
+		if !workflow.Now(ctx).Before(deadline) {
+			return finish(ServiceFailed, fmt.Sprintf("%s; no outcome after %s: %s", applied.Message, timeout, statusText(st)))
+		}
+		wait := min(time.Minute, deadline.Sub(workflow.Now(ctx)))
+		var next activities.ServiceStatus
+		err := workflow.ExecuteActivity(wctx, swarmActs.WatchService, activities.WatchServiceRequest{
+			Manager: manager, ServiceID: applied.ServiceID, Applied: applied, Last: st, MaxWait: playbooks.Duration(wait),
+		}).Get(ctx, &next)
+		if err != nil {
+			if temporal.IsCanceledError(err) || ctx.Err() != nil {
+				return finish(ServiceFailed, "cancelled while the update ran")
+			}
+			return finish(ServiceFailed, applied.Message+"; watching the update failed: "+errorMessage(err))
+		}
+		st = next
+		res.Status, prog.Status = &st, st
+		publishService(ctx, prog)
+	}
+
+	// 5. The outcome.
+	switch st.Outcome {
+	case activities.ServiceRolledBack:
+		return finish(st.Outcome, "rolled back: "+st.RollbackReason)
+	case activities.ServicePaused:
+		return finish(st.Outcome, "update paused: "+st.Message)
+	default:
+		return finish(st.Outcome, fmt.Sprintf("%s%s; %s", imagesText(res.Images), applied.Message, statusText(st)))
+	}
+}
+
+// loadImages loads service.imageLoad into every ready, active swarm node, each
+// known by its inventory host (address, then hostname). It returns "" or why it
+// failed.
+func loadImages(ctx workflow.Context, in DeployServiceInput, manager playbooks.Host, res *DeployServiceResult, prog *DeployServiceProgress) string {
+	svc := in.Service
+	var nodes []activities.SwarmNode
+	o := swarmOptions
+	o.Summary = "list the swarm's nodes"
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), swarmActs.ListSwarmNodes,
+		activities.SwarmManagerRequest{Manager: manager}).Get(ctx, &nodes); err != nil {
+		return "image load: " + errorMessage(err)
+	}
+	known := append(slices.Clone(in.Cluster), in.Hosts...)
+	var targets []playbooks.Host
+	var missing []string
+	for _, n := range nodes {
+		if n.State != "ready" || n.Availability != "active" {
+			continue
+		}
+		i := slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Address == n.Addr })
+		if i < 0 {
+			i = slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Name == n.Hostname })
+		}
+		switch {
+		case i < 0:
+			missing = append(missing, n.Hostname+" ("+n.Addr+")")
+		case !slices.ContainsFunc(targets, func(h playbooks.Host) bool { return h.Name == known[i].Name }):
+			targets = append(targets, known[i])
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("image load: swarm nodes %s are not in the inventory, so %s cannot be loaded there; add them, or drain them", strings.Join(missing, ", "), svc.Image)
+	}
+	loaded := make([]activities.ImageLoaded, len(targets))
+	errs := make([]string, len(targets))
+	lo := swarmOptions
+	lo.StartToCloseTimeout = 30 * time.Minute // a large tarball over a slow link
+	wg := workflow.NewWaitGroup(ctx)
+	for i, h := range targets {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			lo := lo
+			lo.Summary = "load " + svc.Image + " on " + h.Name
+			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, lo), swarmActs.LoadImage, activities.LoadImageRequest{
+				Host: h, Tarball: svc.ImageLoad, Image: svc.Image,
+			}).Get(ctx, &loaded[i]); err != nil {
+				errs[i] = h.Name + ": " + errorMessage(err)
+			}
+		})
+	}
+	wg.Wait(ctx)
+	for i := range targets {
+		if errs[i] == "" {
+			res.Images = append(res.Images, loaded[i])
+		}
+	}
+	prog.Images = res.Images
+	if msg := strings.Join(slices.DeleteFunc(errs, func(e string) bool { return e == "" }), "; "); msg != "" {
+		return "image load failed on " + msg
+	}
+	return ""
+}
+
+// checkDeployService validates DeployService's input.
+func checkDeployService(in DeployServiceInput) error {
+	if err := checkHosts(in.Hosts); err != nil {
+		return err
+	}
+	s := in.Service
+	switch {
+	case s.Service == "":
+		return errors.New("service.service (the service's name) is empty")
+	case s.Create && s.Image == "":
+		return errors.New("service.image is empty: creating a service needs its image")
+	}
+	for _, u := range []*playbooks.UpdatePolicy{s.Update, s.Rollback} {
+		if u == nil {
+			continue
+		}
+		switch u.FailureAction {
+		case playbooks.FailurePause, playbooks.FailureContinue, playbooks.FailureRollback, "":
+		default:
+			return fmt.Errorf("failureAction %q is not one of pause, continue, rollback", u.FailureAction)
+		}
+		switch u.Order {
+		case playbooks.OrderStopFirst, playbooks.OrderStartFirst, "":
+		default:
+			return fmt.Errorf("order %q is not one of stop-first, start-first", u.Order)
+		}
+	}
+	return nil
+}
+
+// imagesText sums up an image load: "image web:2 loaded on 2 of 3 nodes; ".
+func imagesText(images []activities.ImageLoaded) string {
+	if len(images) == 0 {
+		return ""
+	}
+	n := 0
+	for _, im := range images {
+		if im.Changed {
+			n++
+		}
+	}
+	return fmt.Sprintf("image loaded on %d of %d nodes; ", n, len(images))
+}
+
+// statusText sums up a status: "3/3 running (master 1/1, slave01 1/1, slave02 1/1)".
+func statusText(st activities.ServiceStatus) string {
+	var nodes []string
+	for _, n := range st.Nodes {
+		s := fmt.Sprintf("%s %d/%d", n.Node, n.Running, n.Desired)
+		if n.Down {
+			s = n.Node + " down"
+		}
+		nodes = append(nodes, s)
+	}
+	text := fmt.Sprintf("%d/%d running", st.Running, st.Replicas)
+	if len(nodes) > 0 {
+		text += " (" + strings.Join(nodes, ", ") + ")"
+	}
+	if st.UpdateState != "" {
+		text += ", update " + st.UpdateState
+	}
+	return text
+}
+
+// publishService refreshes the Markdown the Web UI shows as the run's current details.
+func publishService(ctx workflow.Context, p *DeployServiceProgress) {
+	var b strings.Builder
+	b.WriteString(fmt.Sprintf("**service %s**", p.Service))
+	if p.Manager != "" {
+		b.WriteString(" through " + p.Manager)
+	}
+	b.WriteString(fmt.Sprintf(": %s", p.Phase))
+	if p.Applied != "" {
+		b.WriteString(", " + p.Applied)
+	}
+	if p.Outcome != "" {
+		b.WriteString(fmt.Sprintf("\n\noutcome **%s**: %s", p.Outcome, p.Message))
+	}
+	b.WriteString("\n\n| node | desired | running |\n|---|---|---|\n")
+	for _, n := range p.Status.Nodes {
+		b.WriteString(fmt.Sprintf("| %s | %d | %d |\n", n.Node, n.Desired, n.Running))
+	}
+	if p.Status.UpdateState != "" {
+		b.WriteString(fmt.Sprintf("\nupdate %s: %s\n", p.Status.UpdateState, strings.ReplaceAll(p.Status.Message, "|", "\\|")))
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
+}
