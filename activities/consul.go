@@ -480,33 +480,6 @@ func (c *Consul) installFromURL(ctx context.Context, op *dockerOp, req InstallCo
 	return res, nil
 }
 
-// consulAptRepoScript makes HashiCorp's repository an apt source: the key from $1
-// (armored) at $3, the sources line $2 in $4, each written only when it differs, and
-// prints "changed" when it wrote anything. Exit 3: $1 is not a key.
-const consulAptRepoScript = `set -eu
-key=$3
-list=$4
-install -d -m 0755 "$(dirname "$key")" "$(dirname "$list")"
-tmp=$(mktemp "$key.XXXXXX")
-trap 'rm -f "$tmp" "$list.clusterflow-tmp"' EXIT
-if command -v curl >/dev/null 2>&1; then
-  curl -fsSL --retry 3 -o "$tmp" "$1"
-elif command -v wget >/dev/null 2>&1; then
-  wget -q -O "$tmp" "$1"
-else
-  /usr/lib/apt/apt-helper download-file "$1" "$tmp" >/dev/null
-fi
-if ! grep -q 'BEGIN PGP PUBLIC KEY BLOCK' "$tmp"; then
-  echo "the file at $1 is not an armored OpenPGP public key" >&2; exit 3
-fi
-changed=
-if ! cmp -s "$tmp" "$key"; then chmod 0644 "$tmp"; mv -f "$tmp" "$key"; changed=1; fi
-if [ "$(cat "$list" 2>/dev/null || :)" != "$(printf '%s' "$2")" ]; then
-  printf '%s' "$2" >"$list.clusterflow-tmp"; chmod 0644 "$list.clusterflow-tmp"
-  mv -f "$list.clusterflow-tmp" "$list"; changed=1
-fi
-if [ -n "$changed" ]; then echo changed; fi`
-
 // installFromApt installs the consul package from HashiCorp's repository.
 func (c *Consul) installFromApt(ctx context.Context, op *dockerOp, req InstallConsulRequest) (InstallConsulResult, error) {
 	h := op.host
@@ -558,7 +531,7 @@ func (c *Consul) installFromApt(ctx context.Context, op *dockerOp, req InstallCo
 	}
 	op.acting("hashicorp repository")
 	line := fmt.Sprintf("deb [arch=%s signed-by=%s] %s %s main\n", osInfo.Arch, consulKeyring, repo, osInfo.Codename)
-	r, err = op.run(ctx, "hashicorp repository", op.script(consulAptRepoScript, repo+"/gpg", line, consulKeyring, consulSourcesList))
+	r, err = op.run(ctx, "hashicorp repository", op.script(aptRepoScript, repo+"/gpg", line, consulKeyring, consulSourcesList))
 	if err != nil {
 		return res, err
 	}

@@ -48,7 +48,7 @@ func consulForTest(t *testing.T) *Consul {
 
 func TestConsulScriptsParse(t *testing.T) {
 	scripts := map[string]string{
-		"urlState": urlStateScript, "urlInstall": urlInstallScript, "aptRepo": consulAptRepoScript,
+		"urlState": urlStateScript, "urlInstall": urlInstallScript, "aptRepo": aptRepoScript,
 		"prepare": consulPrepareScript, "state": consulStateScript, "serviceStart": consulServiceStartScript,
 		"serviceRestart": consulServiceRestartScript, "unit": consulUnitScript, "wait": consulWaitScript, "log": consulLogScript,
 	}

@@ -744,13 +744,15 @@ func dockerKeyURL(mirror string, os OSInfo) string {
 	return repoMirror(mirror) + "/" + os.Family + "/gpg"
 }
 
-// repoScript writes Docker's apt key ($1 is its URL) and sources list ($2 its
-// content) when they differ from what is there, and prints "changed" if it wrote
-// anything. The key is fetched with curl or wget when present, else with apt's own
-// downloader (apt-helper), which every apt system has.
-const repoScript = `set -eu
-key=` + dockerKeyring + `
-list=` + dockerSourcesList + `
+// aptRepoScript makes a vendor's repository an apt source: the signing key fetched
+// from $1 (armored) at $3, the sources line $2 in $4, each written only when it
+// differs from what is there, and prints "changed" if it wrote anything. The key is
+// fetched with curl or wget when present, else with apt's own downloader
+// (apt-helper), which every apt system has. Exit 3: $1 is not a key. Docker's and
+// HashiCorp's repositories both use it.
+const aptRepoScript = `set -eu
+key=$3
+list=$4
 install -d -m 0755 "$(dirname "$key")" "$(dirname "$list")"
 tmp=$(mktemp "$key.XXXXXX")
 trap 'rm -f "$tmp" "$list.clusterflow-tmp"' EXIT
@@ -788,7 +790,7 @@ func (d *Docker) configureDockerRepo(ctx context.Context, op *dockerOp, req Pack
 		}
 	}
 	op.acting("docker repository")
-	r, err := op.run(ctx, "docker repository", op.script(repoScript, dockerKeyURL(req.Mirror, req.OS), dockerSourcesLine(req.Mirror, req.OS)))
+	r, err := op.run(ctx, "docker repository", op.script(aptRepoScript, dockerKeyURL(req.Mirror, req.OS), dockerSourcesLine(req.Mirror, req.OS), dockerKeyring, dockerSourcesList))
 	if err != nil {
 		return err
 	}

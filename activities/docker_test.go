@@ -176,7 +176,7 @@ func TestDockerRepoSources(t *testing.T) {
 	}
 	// The remote command line carries the URL and the line as single-quoted words.
 	op := &dockerOp{}
-	line, err := op.script(repoScript, dockerKeyURL("", deb), dockerSourcesLine("", deb)).commandLine()
+	line, err := op.script(aptRepoScript, dockerKeyURL("", deb), dockerSourcesLine("", deb), dockerKeyring, dockerSourcesList).commandLine()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestDockerRepoSources(t *testing.T) {
 // sh -n (syntax only; nothing runs).
 func TestDockerScriptsParse(t *testing.T) {
 	scripts := map[string]string{
-		"detect": detectScript, "audit": auditScript, "repo": repoScript,
+		"detect": detectScript, "audit": auditScript, "repo": aptRepoScript,
 		"readDaemon": readDaemonScript, "writeDaemon": writeDaemonScript, "users": usersScript,
 		"engineState": engineStateScript, "waitEngine": waitEngineScript,
 		"supervisedStart": supervisedStartScript, "supervisedRestart": supervisedRestartScript,
