@@ -78,12 +78,27 @@ type SwarmNodeState struct {
 
 // SwarmState reads the host's swarm membership.
 func (s *Swarm) SwarmState(ctx context.Context, req SwarmHostRequest) (SwarmNodeState, error) {
-	cli, err := s.api(req.Host)
+	cli, st, err := s.open(ctx, req.Host)
 	if err != nil {
 		return SwarmNodeState{}, err
 	}
-	defer cli.Close()
-	return s.state(ctx, req.Host, cli)
+	cli.Close()
+	return st, nil
+}
+
+// open returns a client of h's engine and the host's swarm state read through it.
+// The caller closes the client.
+func (s *Swarm) open(ctx context.Context, h playbooks.Host) (*client.Client, SwarmNodeState, error) {
+	cli, err := s.api(h)
+	if err != nil {
+		return nil, SwarmNodeState{}, err
+	}
+	st, err := s.state(ctx, h, cli)
+	if err != nil {
+		cli.Close()
+		return nil, SwarmNodeState{}, err
+	}
+	return cli, st, nil
 }
 
 func (s *Swarm) state(ctx context.Context, h playbooks.Host, cli *client.Client) (SwarmNodeState, error) {
@@ -142,15 +157,11 @@ type SwarmChange struct {
 // error naming the engine's candidates.
 func (s *Swarm) InitSwarm(ctx context.Context, req InitSwarmRequest) (SwarmChange, error) {
 	h := req.Host
-	cli, err := s.api(h)
+	cli, st, err := s.open(ctx, h)
 	if err != nil {
 		return SwarmChange{}, err
 	}
 	defer cli.Close()
-	st, err := s.state(ctx, h, cli)
-	if err != nil {
-		return SwarmChange{}, err
-	}
 	var notes []string
 	switch swarm.LocalNodeState(st.State) {
 	case swarm.LocalNodeStateActive:
@@ -159,13 +170,12 @@ func (s *Swarm) InitSwarm(ctx context.Context, req InitSwarmRequest) (SwarmChang
 				"is a worker of swarm %s, so it cannot initialise one; make it the first manager only after it leaves that swarm, or list a manager of it first", short(st.ClusterID))
 		}
 		return SwarmChange{Message: "already the manager of swarm " + short(st.ClusterID), State: st}, nil
-	case swarm.LocalNodeStateLocked:
-		return SwarmChange{}, hostError(h, ErrSwarmConflict, false, "its swarm is locked (autolock): unlock it with `docker swarm unlock` first")
-	case swarm.LocalNodeStatePending, swarm.LocalNodeStateError:
-		if err := s.leave(ctx, h, cli); err != nil {
+	case swarm.LocalNodeStateLocked, swarm.LocalNodeStatePending, swarm.LocalNodeStateError:
+		note, err := s.leaveHalfJoin(ctx, h, cli, st)
+		if err != nil {
 			return SwarmChange{}, err
 		}
-		notes = append(notes, fmt.Sprintf("left a half-finished join (state %s%s)", st.State, errSuffix(st.Error)))
+		notes = append(notes, note)
 	}
 
 	ireq := swarm.InitRequest{
@@ -222,27 +232,19 @@ func (s *Swarm) JoinSwarm(ctx context.Context, req JoinSwarmRequest) (SwarmChang
 	if req.Role != string(swarm.NodeRoleManager) && req.Role != string(swarm.NodeRoleWorker) {
 		return SwarmChange{}, invalidInput(fmt.Sprintf("role must be manager or worker, not %q", req.Role))
 	}
-	mcli, err := s.api(m)
+	mcli, mst, err := s.open(ctx, m)
 	if err != nil {
 		return SwarmChange{}, err
 	}
 	defer mcli.Close()
-	mst, err := s.state(ctx, m, mcli)
-	if err != nil {
-		return SwarmChange{}, err
-	}
 	if !mst.Manager {
 		return SwarmChange{}, hostError(m, ErrNoManager, true, "is not a reachable swarm manager (state %s)", mst.State)
 	}
-	cli, err := s.api(h)
+	cli, st, err := s.open(ctx, h)
 	if err != nil {
 		return SwarmChange{}, err
 	}
 	defer cli.Close()
-	st, err := s.state(ctx, h, cli)
-	if err != nil {
-		return SwarmChange{}, err
-	}
 
 	var notes []string
 	switch swarm.LocalNodeState(st.State) {
@@ -270,13 +272,12 @@ func (s *Swarm) JoinSwarm(ctx context.Context, req JoinSwarmRequest) (SwarmChang
 			return SwarmChange{}, err
 		}
 		notes = append(notes, "the swarm no longer knew this node; it left and joins again")
-	case swarm.LocalNodeStateLocked:
-		return SwarmChange{}, hostError(h, ErrSwarmConflict, false, "its swarm is locked (autolock): unlock it with `docker swarm unlock` first")
-	case swarm.LocalNodeStatePending, swarm.LocalNodeStateError:
-		if err := s.leave(ctx, h, cli); err != nil {
+	case swarm.LocalNodeStateLocked, swarm.LocalNodeStatePending, swarm.LocalNodeStateError:
+		note, err := s.leaveHalfJoin(ctx, h, cli, st)
+		if err != nil {
 			return SwarmChange{}, err
 		}
-		notes = append(notes, fmt.Sprintf("left a half-finished join (state %s%s)", st.State, errSuffix(st.Error)))
+		notes = append(notes, note)
 	}
 
 	// The token lives in this function only.
@@ -367,6 +368,20 @@ func (s *Swarm) nodeKnown(ctx context.Context, m playbooks.Host, mcli *client.Cl
 	default:
 		return false, apiFailure(ctx, m, "look up node "+short(id), err)
 	}
+}
+
+// leaveHalfJoin deals with a host whose engine is neither out of a swarm nor a
+// working member: a locked swarm is refused (a person must unlock it); a join left
+// pending or in error is abandoned, so that the host can join again. It returns
+// what it did, for the result's message.
+func (s *Swarm) leaveHalfJoin(ctx context.Context, h playbooks.Host, cli *client.Client, st SwarmNodeState) (string, error) {
+	if st.State == string(swarm.LocalNodeStateLocked) {
+		return "", hostError(h, ErrSwarmConflict, false, "its swarm is locked (autolock): unlock it with `docker swarm unlock` first")
+	}
+	if err := s.leave(ctx, h, cli); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("left a half-finished join (state %s%s)", st.State, errSuffix(st.Error)), nil
 }
 
 // leave takes the host out of its swarm (forced: it may be half-joined).
