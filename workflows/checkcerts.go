@@ -82,7 +82,7 @@ const defaultMinValidity = 30 * 24 * time.Hour
 // a child workflow (which renews every node's certificate) and reads them again.
 func CheckCertificates(ctx workflow.Context, in CheckCertificatesInput) (*CheckCertificatesResult, error) {
 	// Step 1. Check the input.
-	if err := checkHosts(in.Hosts); err != nil {
+	if _, err := checkHosts(in.Hosts); err != nil {
 		return nil, invalidInput(err.Error())
 	}
 	check := in.Check

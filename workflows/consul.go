@@ -224,18 +224,9 @@ func ConsulBootstrap(ctx workflow.Context, in ConsulBootstrapInput) (*ConsulBoot
 // applied (source file, datacenter dc1, every host a server).
 func checkConsulBootstrap(in ConsulBootstrapInput) (playbooks.ConsulStep, error) {
 	spec := in.Consul
-	if len(in.Hosts) == 0 {
-		return spec, errors.New("no hosts: give at least one in \"hosts\"")
-	}
-	var names []string
-	for i, h := range in.Hosts {
-		switch {
-		case h.Name == "":
-			return spec, fmt.Errorf("hosts[%d] has no name", i)
-		case slices.Contains(names, h.Name):
-			return spec, fmt.Errorf("host %q is listed twice", h.Name)
-		}
-		names = append(names, h.Name)
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
+		return spec, err
 	}
 	if in.Parallel < 0 {
 		return spec, fmt.Errorf("parallel must not be negative (0 means all hosts at once), not %d", in.Parallel)

@@ -279,7 +279,7 @@ func loadImages(ctx workflow.Context, in DeployServiceInput, manager playbooks.H
 
 // checkDeployService validates DeployService's input.
 func checkDeployService(in DeployServiceInput) error {
-	if err := checkHosts(in.Hosts); err != nil {
+	if _, err := checkHosts(in.Hosts); err != nil {
 		return err
 	}
 	s := in.Service

@@ -178,18 +178,8 @@ func InstallDocker(ctx workflow.Context, in InstallDockerInput) (*InstallDockerR
 // applied (source distro, mirror without a trailing slash).
 func checkInstallDocker(in InstallDockerInput) (playbooks.InstallDockerStep, error) {
 	spec := in.Docker
-	if len(in.Hosts) == 0 {
-		return spec, errors.New("no hosts: give at least one in \"hosts\"")
-	}
-	var names []string
-	for i, h := range in.Hosts {
-		switch {
-		case h.Name == "":
-			return spec, fmt.Errorf("hosts[%d] has no name", i)
-		case slices.Contains(names, h.Name):
-			return spec, fmt.Errorf("host %q is listed twice", h.Name)
-		}
-		names = append(names, h.Name)
+	if _, err := checkHosts(in.Hosts); err != nil {
+		return spec, err
 	}
 	if in.Parallel < 0 {
 		return spec, fmt.Errorf("parallel must not be negative (0 means all hosts at once), not %d", in.Parallel)

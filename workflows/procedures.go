@@ -1,6 +1,12 @@
 package workflows
 
-import "github.com/clusterflow/clusterflow/playbooks"
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/clusterflow/clusterflow/playbooks"
+)
 
 // Procedure workflows (DistributeKeys, InstallDocker, ...) run one playbook step on
 // its hosts as a child workflow of RunPlaybook, or on their own when started from the
@@ -23,4 +29,23 @@ func procedureHosts(p *playbooks.Plan, names []string) []playbooks.Host {
 		}
 	}
 	return hosts
+}
+
+// checkHosts refuses an empty host list, unnamed hosts and repeated names, and
+// returns the names in input order. Every procedure checks its hosts with it.
+func checkHosts(hosts []playbooks.Host) ([]string, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New(`no hosts: give at least one in "hosts"`)
+	}
+	var names []string
+	for i, h := range hosts {
+		switch {
+		case h.Name == "":
+			return nil, fmt.Errorf("hosts[%d] has no name", i)
+		case slices.Contains(names, h.Name):
+			return nil, fmt.Errorf("host %q is listed twice", h.Name)
+		}
+		names = append(names, h.Name)
+	}
+	return names, nil
 }

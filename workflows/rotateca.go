@@ -219,7 +219,7 @@ func RotateCA(ctx workflow.Context, in RotateCAInput) (*RotateCAResult, error) {
 
 // checkRotateCA validates RotateCA's input.
 func checkRotateCA(in RotateCAInput) error {
-	if err := checkHosts(in.Hosts); err != nil {
+	if _, err := checkHosts(in.Hosts); err != nil {
 		return err
 	}
 	if (in.CA.CACert == "") != (in.CA.CAKey == "") {

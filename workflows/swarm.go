@@ -237,7 +237,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 
 // checkSwarmInit validates SwarmInit's input.
 func checkSwarmInit(in SwarmInitInput) error {
-	if err := checkHosts(in.Hosts); err != nil {
+	if _, err := checkHosts(in.Hosts); err != nil {
 		return err
 	}
 	if len(in.Swarm.Managers) == 0 {
@@ -280,7 +280,7 @@ func labelHostsKnown(in SwarmInitInput) error {
 // that would break Raft quorum are refused. The first failure stops the operation:
 // the remaining hosts are reported as not started.
 func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, error) {
-	if err := checkHosts(in.Hosts); err != nil {
+	if _, err := checkHosts(in.Hosts); err != nil {
 		return nil, invalidInput(err.Error())
 	}
 	if !isNodeOp(in.Node.Op) {
@@ -532,24 +532,6 @@ func eachHost(ctx workflow.Context, hosts []playbooks.Host, fn func(workflow.Con
 		})
 	}
 	wg.Wait(ctx)
-}
-
-// checkHosts refuses an empty host list, unnamed hosts and repeated names.
-func checkHosts(hosts []playbooks.Host) error {
-	if len(hosts) == 0 {
-		return errors.New(`no hosts: give at least one in "hosts"`)
-	}
-	var names []string
-	for i, h := range hosts {
-		switch {
-		case h.Name == "":
-			return fmt.Errorf("hosts[%d] has no name", i)
-		case slices.Contains(names, h.Name):
-			return fmt.Errorf("host %q is listed twice", h.Name)
-		}
-		names = append(names, h.Name)
-	}
-	return nil
 }
 
 func hostNamed(hosts []playbooks.Host, name string) (playbooks.Host, bool) {
