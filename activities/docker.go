@@ -1429,8 +1429,9 @@ type StartEngineResult struct {
 
 // engineStateScript reports, as KEY=VALUE lines: manager (systemd, clusterflow-
 // service, sysv or none), dockerd (its path), enabled and active (yes or no), stale
-// (yes when the daemon.json $2 is newer than the running engine: a restart that a
-// failed earlier run did not get to) and answers (yes when the engine answers on
+// (yes when the daemon.json $2 is newer than the running engine, or when the
+// engine's binary was replaced under it by a package upgrade: a restart that is
+// due, or that a failed earlier run did not get to) and answers (yes when the engine answers on
 // its socket, $1).
 const engineStateScript = `m=none
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then m=systemd
@@ -1459,6 +1460,10 @@ if [ "$active" = yes ] && [ -e "$2" ] && pid=$(cat /var/run/docker.pid 2>/dev/nu
   hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
   # Both clocks are whole seconds and btime may be a second off: 2 s of slack.
   if [ "$(stat -c %Y "$2")" -gt "$((btime + ticks / hz + 2))" ]; then stale=yes; fi
+fi
+# An upgraded package replaced the binary under the running engine.
+if [ "$active" = yes ] && pid=$(cat /var/run/docker.pid 2>/dev/null); then
+  case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in *" (deleted)") stale=yes ;; esac
 fi
 echo "stale=$stale"
 answers=no

@@ -124,6 +124,17 @@
 //	      rollbackConfig: {...}  # as updateConfig; failureAction pause | continue
 //	      # The step's outcome: changed (completed), unchanged, or failed with
 //	      # "rolled back: <the engine's reason>" or "update paused: <reason>".
+//	      # kind rollingNodeUpgrade (the RollingNodeUpgrade workflow): the engine of the
+//	      # step's swarm nodes, managers one at a time (leader last), then workers in
+//	      # batches; each node drained, upgraded, restarted, Ready, active again, and
+//	      # the services converged before the next batch. timeout bounds each wait.
+//	      source: offline        # as installDocker: distro | docker-repo | offline
+//	      version: 20.10.24+dfsg1-1+deb12u1  # required: nodes that have it are left alone
+//	      packages: ../debs      # offline; mirror, daemonConfig, users: as installDocker
+//	      manager: master        # as rotateCA; default: a manager outside the batch
+//	      maxUnavailable: 25%    # workers drained at once, in percent (at least one node)
+//	      approval: false        # true: wait for `starter approve NAME` after each batch
+//	      backup: true           # Raft state backup from the first manager before any change
 //
 // An inventory fragment (what `lab up` writes) is a file of its own:
 //

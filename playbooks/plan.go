@@ -37,6 +37,10 @@ const (
 	// Service kinds run the DeployService workflow.
 	KindDeployService = "deployService" // create the service, or update it
 	KindUpdateService = "updateService" // update a service that exists
+
+	// KindRollingNodeUpgrade runs the RollingNodeUpgrade workflow: the step's nodes'
+	// engines are upgraded batch by batch, each node drained first.
+	KindRollingNodeUpgrade = "rollingNodeUpgrade"
 )
 
 // What checkCertificates does when a certificate has less than minValidity left.
@@ -117,6 +121,8 @@ type Step struct {
 	CheckCertificates *CheckCertificatesStep `json:"checkCertificates,omitempty"`
 	// Service is set for kinds deployService and updateService.
 	Service *ServiceStep `json:"service,omitempty"`
+	// Upgrade is set for kind rollingNodeUpgrade.
+	Upgrade *RollingUpgradeStep `json:"upgrade,omitempty"`
 }
 
 // RotateCAStep rotates the swarm's root CA, like `docker swarm ca --rotate`, and

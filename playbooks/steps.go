@@ -64,6 +64,8 @@ var stepKinds = map[string]stepKind{
 	KindCheckCertificates: {fields: []string{"manager", "minValidity", "action", "nodeCertExpiry"}, read: readCheckCertificates},
 	KindDeployService:     {fields: serviceFields, read: readService},
 	KindUpdateService:     {fields: serviceFields, read: readService},
+	KindRollingNodeUpgrade: {fields: []string{"source", "version", "mirror", "packages", "daemonConfig", "users",
+		"manager", "maxUnavailable", "approval", "backup"}, read: readRollingUpgrade},
 }
 
 // sortedKinds returns the names of the step kinds, sorted.

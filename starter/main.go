@@ -93,6 +93,7 @@ started), 3 Temporal unreachable or the playbook already running.`,
 		statusCommand(env, stdout, stderr),
 		listCommand(env, stdout, stderr),
 		cancelCommand(env, stdout, stderr),
+		approveCommand(env, stdout, stderr),
 		scheduleCommand(env, stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)

@@ -18,7 +18,7 @@ import (
 )
 
 func runCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
-	var detach bool
+	var detach, preview bool
 	var output string
 	cmd := &cobra.Command{
 		Use:   "run PLAYBOOK",
@@ -31,6 +31,7 @@ it again with "starter status NAME --follow", or stop it with "starter cancel NA
 		Example: `  starter run playbooks/hello.yaml
   starter run --detach playbooks/hello.yaml
   starter run --output json playbooks/hello.yaml | jq .outcome
+  starter run --dry-run playbooks/upgrade.yaml
   starter run --address temporal.internal:7233 playbooks/hello.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,11 +45,14 @@ it again with "starter status NAME --follow", or stop it with "starter cancel NA
 				return withCode(exitRefused, fmt.Errorf("%s is invalid; nothing was started: %w", args[0], errReported))
 			}
 			// Step 2. Reach Temporal, with a worker in this process if none polls.
-			s, err := connect(cmd, environ, stderr, !detach)
+			s, err := connect(cmd, environ, stderr, !detach || preview)
 			if err != nil {
 				return err
 			}
 			defer s.close()
+			if preview {
+				return dryRun(cmd.Context(), s, plan, stdout)
+			}
 			// Step 3. Start under the playbook's business ID; refuse a duplicate.
 			id := workflows.WorkflowID(plan.Name)
 			run, err := s.t.Client.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
@@ -78,6 +82,7 @@ it again with "starter status NAME --follow", or stop it with "starter cancel NA
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start the run and return; a worker must be running")
+	cmd.Flags().BoolVar(&preview, "dry-run", false, "print the plan (per node for rollingNodeUpgrade steps) and change nothing")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (live table) or json (the final result)")
 	config.AddFlags(cmd.Flags())
 	return cmd

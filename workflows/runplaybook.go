@@ -160,6 +160,8 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("%s: kind checkCertificates needs checkCertificates", where)
 		case isServiceKind(s.Kind) && (s.Service == nil || s.Service.Service == ""):
 			return fmt.Errorf("%s: kind %s needs service.service", where, s.Kind)
+		case s.Kind == playbooks.KindRollingNodeUpgrade && (s.Upgrade == nil || s.Upgrade.Docker.Version == ""):
+			return fmt.Errorf("%s: kind rollingNodeUpgrade needs upgrade.docker.version", where)
 		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
 			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
 		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
@@ -283,7 +285,7 @@ func (r *run) endStep(ctx workflow.Context, i int, targets []int, failures int, 
 func isProcedure(kind string) bool {
 	switch kind {
 	case playbooks.KindDistributeKeys, playbooks.KindInstallDocker, playbooks.KindSwarmInit, playbooks.KindConsulBootstrap,
-		playbooks.KindRotateCA, playbooks.KindCheckCertificates:
+		playbooks.KindRotateCA, playbooks.KindCheckCertificates, playbooks.KindRollingNodeUpgrade:
 		return true
 	}
 	return isNodeOp(kind) || isServiceKind(kind)
@@ -373,6 +375,12 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 		var res DeployServiceResult
 		err = workflow.ExecuteChildWorkflow(cctx, DeployService, DeployServiceInput{
 			Hosts: hosts, Cluster: r.plan.Hosts, Service: *step.Service, Timeout: step.Timeout,
+		}).Get(ctx, &res)
+		outcomes = res.Hosts
+	case playbooks.KindRollingNodeUpgrade:
+		var res RollingUpgradeResult
+		err = workflow.ExecuteChildWorkflow(cctx, RollingNodeUpgrade, RollingUpgradeInput{
+			Hosts: hosts, Cluster: r.plan.Hosts, Upgrade: *step.Upgrade, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	default: // a node operation; checkPlan refused every other kind

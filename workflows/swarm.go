@@ -373,6 +373,8 @@ type swarmRun struct {
 	changed  map[string]bool
 	notes    map[string][]string
 	final    map[string]bool
+	// footer, when set, adds its text below the hosts in the Web UI's details.
+	footer func() string
 }
 
 func newSwarmRun(_ workflow.Context, op string, hosts []playbooks.Host) *swarmRun {
@@ -517,6 +519,9 @@ func (sw *swarmRun) publish(ctx workflow.Context) {
 	b.WriteString("\n\n| host | phase | state | message |\n|---|---|---|---|\n")
 	for _, h := range sw.progress.Hosts {
 		b.WriteString(fmt.Sprintf("| %s | %s | %s | %s |\n", h.Host, h.Phase, h.State, strings.ReplaceAll(h.Message, "|", "\\|")))
+	}
+	if sw.footer != nil {
+		b.WriteString(sw.footer())
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
 }

@@ -1,0 +1,455 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+// This file holds the swarm activities of the RollingNodeUpgrade procedure. The
+// engine itself is upgraded by the InstallDocker activities; these read the nodes,
+// drain them with the quorum checked, back up the Raft state, and wait for a node
+// to be Ready and for the services to converge.
+
+// Error types of the upgrade activities.
+const (
+	// ErrNodeNotReady: an upgraded node did not come back Ready in time.
+	// Non-retryable: the node is left drained for a person to look at.
+	ErrNodeNotReady = "NodeNotReady"
+	// ErrConvergeTimeout: the swarm's services did not get all their tasks running
+	// in time. Non-retryable; the message lists the services that are short.
+	ErrConvergeTimeout = "ConvergeTimeout"
+	// ErrBackupFailed: the Raft state backup could not be written.
+	ErrBackupFailed = "BackupFailed"
+)
+
+// UpgradeLabel is the node label RollingNodeUpgrade sets on the nodes it drains and
+// removes when it sets them active again: a node left drained by a failed run is
+// told apart from one an operator drained on purpose.
+const UpgradeLabel = "io.clusterflow.upgrade"
+
+// UpgradeStateRequest asks for the state of the nodes to upgrade.
+type UpgradeStateRequest struct {
+	Manager playbooks.Host   `json:"manager"`
+	Hosts   []playbooks.Host `json:"hosts"`
+	// Version is the engine package version wanted (a pin, as installDocker's).
+	Version string `json:"version"`
+}
+
+// UpgradeNode is one node as the upgrade sees it: its swarm node and its engine.
+type UpgradeNode struct {
+	Host         string `json:"host"`
+	NodeID       string `json:"nodeId"`
+	Role         string `json:"role"`
+	Leader       bool   `json:"leader,omitempty"`
+	Availability string `json:"availability"`
+	State        string `json:"state"`
+	Reachability string `json:"reachability,omitempty"`
+	// Labelled: the node carries UpgradeLabel (drained by an earlier upgrade run).
+	Labelled bool `json:"labelled,omitempty"`
+	// Package and Installed are the engine package and its installed version.
+	Package   string `json:"package,omitempty"`
+	Installed string `json:"installed,omitempty"`
+	// Stale: the running engine is an older binary than the installed one.
+	Stale bool `json:"stale,omitempty"`
+	// Engine is the engine version the swarm reports for the node.
+	Engine string `json:"engine,omitempty"`
+	// Current: the wanted version is installed and running.
+	Current bool `json:"current"`
+	// Refusal says why taking this manager away now would break Raft quorum.
+	Refusal string `json:"refusal,omitempty"`
+}
+
+// ServiceCount is one service's running tasks against those it wants.
+type ServiceCount struct {
+	Name    string `json:"name"`
+	Mode    string `json:"mode"` // replicated, global
+	Running int    `json:"running"`
+	Desired int    `json:"desired"`
+	// Updating: an update or rollback of the service is in progress.
+	Updating bool `json:"updating,omitempty"`
+}
+
+func (c ServiceCount) String() string {
+	s := fmt.Sprintf("%s %d/%d", c.Name, c.Running, c.Desired)
+	if c.Mode == "global" {
+		s += " (global)"
+	}
+	if c.Updating {
+		s += " (updating)"
+	}
+	return s
+}
+
+func (c ServiceCount) satisfied() bool { return c.Running >= c.Desired && !c.Updating }
+
+// UpgradeState is what UpgradeState read.
+type UpgradeState struct {
+	Nodes    []UpgradeNode  `json:"nodes"`
+	Managers int            `json:"managers"`
+	Workers  int            `json:"workers"` // of the whole swarm
+	Services []ServiceCount `json:"services"`
+}
+
+// engineScript prints the installed engine package (pkg=, version=) and stale=yes
+// when the running dockerd's binary was replaced since it started.
+const engineScript = `for p in docker-ce docker.io; do
+  v=$(dpkg-query -W -f '${Status}|${Version}' "$p" 2>/dev/null) || continue
+  case $v in "install ok installed|"*) echo "pkg=$p"; echo "version=${v#*|}"; break ;; esac
+done
+if pid=$(cat /var/run/docker.pid 2>/dev/null); then
+  case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in *" (deleted)") echo "stale=yes" ;; esac
+fi
+exit 0`
+
+// UpgradeState reads, through the manager, the swarm node of every host and, over
+// SSH, its installed engine package; and the services' task counts. It changes
+// nothing: it is the dry run's plan and the upgrade's starting point.
+func (s *Swarm) UpgradeState(ctx context.Context, req UpgradeStateRequest) (UpgradeState, error) {
+	m := req.Manager
+	cli, err := s.api(m)
+	if err != nil {
+		return UpgradeState{}, err
+	}
+	defer cli.Close()
+	nodes, err := s.nodes(ctx, m, cli)
+	if err != nil {
+		return UpgradeState{}, err
+	}
+	var out UpgradeState
+	for _, n := range nodes {
+		if n.ManagerStatus != nil {
+			out.Managers++
+		} else {
+			out.Workers++
+		}
+	}
+	for _, h := range req.Hosts {
+		n, err := s.findNode(ctx, nodes, h, "")
+		if err != nil {
+			return UpgradeState{}, err
+		}
+		sn := summarise(n)
+		un := UpgradeNode{
+			Host: h.Name, NodeID: n.ID, Role: sn.Role, Leader: sn.Leader, Availability: sn.Availability,
+			State: sn.State, Reachability: sn.Reachability, Engine: n.Description.Engine.EngineVersion,
+		}
+		_, un.Labelled = n.Spec.Labels[UpgradeLabel]
+		r, err := s.pool.run(ctx, h, remoteExec{argv: []string{"/bin/sh", "-c", engineScript}, sudo: h.Sudo})
+		if err != nil {
+			return UpgradeState{}, err
+		}
+		kv := parseKeyValues(r.stdout)
+		un.Package, un.Installed, un.Stale = kv["pkg"], kv["version"], kv["stale"] == "yes"
+		un.Current = un.Installed != "" && versionMatches(un.Installed, req.Version) && !un.Stale
+		if n.ManagerStatus != nil {
+			un.Refusal = upgradeRefusal(nodes, n, h.Name)
+		}
+		out.Nodes = append(out.Nodes, un)
+		activity.RecordHeartbeat(ctx, h.Name)
+	}
+	if out.Services, err = serviceCounts(ctx, m, cli); err != nil {
+		return UpgradeState{}, err
+	}
+	return out, nil
+}
+
+// upgradeRefusal is the quorum refusal of taking manager n away for an upgrade, or
+// "". The only manager of a swarm is not refused: there is no quorum to keep, and
+// the swarm is unmanaged only while its engine restarts.
+func upgradeRefusal(nodes []swarm.Node, n swarm.Node, name string) string {
+	managers := 0
+	for _, o := range nodes {
+		if o.ManagerStatus != nil {
+			managers++
+		}
+	}
+	if managers == 1 {
+		return ""
+	}
+	if err := checkQuorum(nodesOf(nodes), n.ID, "upgrading "+name, true); err != nil {
+		return errorText(err)
+	}
+	return ""
+}
+
+// UpgradeNodeRequest names a node to act on through a manager.
+type UpgradeNodeRequest struct {
+	Manager playbooks.Host `json:"manager"`
+	Node    playbooks.Host `json:"node"`
+	NodeID  string         `json:"nodeId"`
+	// Timeout bounds the wait of WaitNodeReady and WaitConverged.
+	Timeout playbooks.Duration `json:"timeout,omitempty"`
+}
+
+// DrainForUpgrade drains the node and labels it UpgradeLabel, after checking that
+// taking it away keeps Raft quorum (refused, non-retryable, otherwise). A node
+// already drained is left as it is, without the label.
+func (s *Swarm) DrainForUpgrade(ctx context.Context, req UpgradeNodeRequest) (SwarmChange, error) {
+	m := req.Manager
+	cli, err := s.api(m)
+	if err != nil {
+		return SwarmChange{}, err
+	}
+	defer cli.Close()
+	for attempt := 0; ; attempt++ {
+		nodes, err := s.nodes(ctx, m, cli)
+		if err != nil {
+			return SwarmChange{}, err
+		}
+		n, err := s.findNode(ctx, nodes, req.Node, req.NodeID)
+		if err != nil {
+			return SwarmChange{}, err
+		}
+		state := SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}
+		if n.ManagerStatus != nil {
+			if why := upgradeRefusal(nodes, n, req.Node.Name); why != "" {
+				return SwarmChange{}, temporal.NewNonRetryableApplicationError(why, ErrQuorum, nil)
+			}
+		}
+		if n.Spec.Availability == swarm.NodeAvailabilityDrain {
+			return SwarmChange{Message: "already drained", State: state}, nil
+		}
+		spec := n.Spec
+		spec.Availability = swarm.NodeAvailabilityDrain
+		spec.Labels = cloneLabels(spec.Labels)
+		spec.Labels[UpgradeLabel] = "drained"
+		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		err = cli.NodeUpdate(actx, n.ID, n.Version, spec)
+		cancel()
+		if err != nil {
+			if strings.Contains(err.Error(), "update out of sequence") && attempt < 5 {
+				continue
+			}
+			return SwarmChange{}, apiFailure(ctx, m, "drain node "+req.Node.Name, err)
+		}
+		return SwarmChange{Changed: true, Message: "drained", State: state}, nil
+	}
+}
+
+// WaitNodeReady waits until the node is Ready (and, for a manager, reachable) and
+// returns the engine version the swarm reports for it. The manager may itself be
+// restarting: API errors are waited out until the timeout, which is final.
+func (s *Swarm) WaitNodeReady(ctx context.Context, req UpgradeNodeRequest) (string, error) {
+	timeout := waitTimeout(req.Timeout)
+	start := time.Now()
+	var last string
+	for {
+		n, err := s.inspectNode(ctx, req.Manager, req.NodeID)
+		switch {
+		case err != nil:
+			last = errorText(err)
+		case n.Status.State != swarm.NodeStateReady:
+			last = "state " + string(n.Status.State)
+		case n.ManagerStatus != nil && n.ManagerStatus.Reachability != swarm.ReachabilityReachable:
+			last = "manager " + string(n.ManagerStatus.Reachability)
+		default:
+			return n.Description.Engine.EngineVersion, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if time.Since(start) > timeout {
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: not Ready %s after its engine was upgraded (last seen: %s); it is left drained",
+				hostLabel(req.Node), timeout, last), ErrNodeNotReady, nil)
+		}
+		activity.RecordHeartbeat(ctx, last)
+		if err := sleepCtx(ctx, s.poll); err != nil {
+			return "", err
+		}
+	}
+}
+
+func (s *Swarm) inspectNode(ctx context.Context, m playbooks.Host, id string) (swarm.Node, error) {
+	cli, err := s.api(m)
+	if err != nil {
+		return swarm.Node{}, err
+	}
+	defer cli.Close()
+	actx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	n, _, err := cli.NodeInspectWithRaw(actx, id)
+	if err != nil {
+		return swarm.Node{}, apiFailure(ctx, m, "read node "+short(id), err)
+	}
+	return n, nil
+}
+
+// WaitConverged waits until every service of the swarm has all its tasks running
+// and none is being updated, and returns the counts. After the timeout it fails,
+// non-retryable, naming the services that are short.
+func (s *Swarm) WaitConverged(ctx context.Context, req UpgradeNodeRequest) ([]ServiceCount, error) {
+	timeout := waitTimeout(req.Timeout)
+	start := time.Now()
+	m := req.Manager
+	cli, err := s.api(m)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	for {
+		counts, err := serviceCounts(ctx, m, cli)
+		if err != nil {
+			return nil, err
+		}
+		var short []string
+		for _, c := range counts {
+			if !c.satisfied() {
+				short = append(short, c.String())
+			}
+		}
+		if len(short) == 0 {
+			return counts, nil
+		}
+		if time.Since(start) > timeout {
+			return counts, temporal.NewNonRetryableApplicationError(fmt.Sprintf("services not converged after %s: %s", timeout, strings.Join(short, ", ")), ErrConvergeTimeout, nil)
+		}
+		activity.RecordHeartbeat(ctx, strings.Join(short, ", "))
+		if err := sleepCtx(ctx, s.poll); err != nil {
+			return counts, err
+		}
+	}
+}
+
+// waitTimeout is a wait's limit (default 10 minutes), counted afresh by a retry.
+func waitTimeout(d playbooks.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Minute
+	}
+	return d.Std()
+}
+
+// serviceCounts counts, for every service, the tasks that are running against those
+// the swarm wants running: the replicas of a replicated service, the tasks the
+// orchestrator keeps for a global one (one per eligible node).
+func serviceCounts(ctx context.Context, m playbooks.Host, cli *client.Client) ([]ServiceCount, error) {
+	actx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	services, err := cli.ServiceList(actx, swarm.ServiceListOptions{})
+	if err != nil {
+		return nil, apiFailure(ctx, m, "list services", err)
+	}
+	tasks, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return nil, apiFailure(ctx, m, "list tasks", err)
+	}
+	wanted, running := map[string]int{}, map[string]int{}
+	for _, t := range tasks {
+		wanted[t.ServiceID]++
+		if t.Status.State == swarm.TaskStateRunning {
+			running[t.ServiceID]++
+		}
+	}
+	out := make([]ServiceCount, 0, len(services))
+	for _, svc := range services {
+		c := ServiceCount{Name: svc.Spec.Name, Running: running[svc.ID]}
+		switch {
+		case svc.Spec.Mode.Replicated != nil && svc.Spec.Mode.Replicated.Replicas != nil:
+			c.Mode, c.Desired = "replicated", int(*svc.Spec.Mode.Replicated.Replicas)
+		case svc.Spec.Mode.Global != nil:
+			c.Mode, c.Desired = "global", wanted[svc.ID]
+		default:
+			continue // jobs run to completion: nothing to keep running
+		}
+		if us := svc.UpdateStatus; us != nil {
+			c.Updating = us.State == swarm.UpdateStateUpdating || us.State == swarm.UpdateStateRollbackStarted
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b ServiceCount) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// BackupRequest asks for the swarm's Raft state of Host, a manager, to be saved on
+// the host itself at Path.
+type BackupRequest struct {
+	Host playbooks.Host `json:"host"`
+	Path string         `json:"path"`
+	// Live copies the state with the engine running (when no drained manager is
+	// at hand): Docker advises a stopped engine, so the result says so.
+	Live bool `json:"live,omitempty"`
+}
+
+// BackupResult describes the backup.
+type BackupResult struct {
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	Bytes   int64  `json:"bytes"`
+	SHA256  string `json:"sha256"`
+	Changed bool   `json:"changed"`
+	Live    bool   `json:"live,omitempty"`
+}
+
+// backupScript saves /var/lib/docker/swarm as $1 (a .tar.gz, 0600): the engine is
+// stopped for the copy, as Docker's backup procedure asks, and started again
+// whatever happens; with $2 = live it is copied as it runs. A backup already at $1
+// is kept. It prints size and sha256.
+const backupScript = `set -eu
+dest=$1
+report() { echo "bytes=$(stat -c %s "$dest")"; echo "sha256=$(sha256sum "$dest" | cut -d' ' -f1)"; }
+if [ -s "$dest" ]; then echo "existed=yes"; report; exit 0; fi
+[ -d /var/lib/docker/swarm/raft ] || { echo "no /var/lib/docker/swarm/raft: this host holds no swarm manager state" >&2; exit 3; }
+dockerd=$(command -v dockerd)
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  stop() { systemctl stop docker.socket docker; }; start() { systemctl start docker; }
+elif [ -d /etc/clusterflow/services.d ] && command -v clusterflow-service >/dev/null 2>&1; then
+  stop() { clusterflow-service stop dockerd >/dev/null; }; start() { clusterflow-service start dockerd "$dockerd" >/dev/null; }
+elif [ -x /etc/init.d/docker ]; then
+  stop() { service docker stop; }; start() { service docker start; }
+else echo "cannot stop the engine: no systemd, node supervisor or /etc/init.d/docker" >&2; exit 3; fi
+umask 077
+mkdir -p "$(dirname "$dest")"
+if [ "$2" != live ]; then stop; trap start EXIT; fi
+tar -C /var/lib/docker -czf "$dest.part" swarm
+mv "$dest.part" "$dest"
+report`
+
+// BackupSwarmState saves the manager's Raft state (/var/lib/docker/swarm) on the
+// host, with its engine stopped for the copy and started again, then waits until
+// the engine answers. The archive holds the swarm's keys: it stays on the host,
+// readable by root only, and only its path, size and sha256 are returned.
+func (s *Swarm) BackupSwarmState(ctx context.Context, req BackupRequest) (BackupResult, error) {
+	h := req.Host
+	if !strings.HasPrefix(req.Path, "/") || strings.ContainsAny(req.Path, "\n'") {
+		return BackupResult{}, hostInvalid(h, "backup path %q must be absolute", req.Path)
+	}
+	mode := "stop"
+	if req.Live {
+		mode = "live"
+	}
+	e := remoteExec{argv: []string{"/bin/sh", "-c", backupScript, "clusterflow", req.Path, mode}, sudo: h.Sudo, heartbeatEvery: time.Second}
+	if activity.IsActivity(ctx) {
+		e.heartbeat = func(elapsed time.Duration, _ string) {
+			activity.RecordHeartbeat(ctx, "backup "+elapsed.Round(time.Second).String())
+		}
+	}
+	r, err := s.pool.run(ctx, h, e)
+	if err != nil {
+		return BackupResult{}, err
+	}
+	if r.exitCode != 0 {
+		return BackupResult{}, hostError(h, ErrBackupFailed, r.exitCode != 3, "Raft state backup failed (exit %d): %s", r.exitCode, lastOutputLine(r.stderr+"\n"+r.stdout))
+	}
+	kv := parseKeyValues(r.stdout)
+	res := BackupResult{Host: h.Name, Path: req.Path, SHA256: kv["sha256"], Changed: kv["existed"] != "yes", Live: req.Live}
+	res.Bytes, _ = strconv.ParseInt(kv["bytes"], 10, 64)
+	w, err := s.pool.run(ctx, h, remoteExec{argv: []string{"/bin/sh", "-c", waitEngineScript, "clusterflow", DockerSocket, "120"}, sudo: h.Sudo})
+	if err != nil {
+		return res, err
+	}
+	if w.exitCode != 0 {
+		return res, hostError(h, ErrEngineNotReady, true, "the engine did not answer within 60 s after the backup")
+	}
+	return res, nil
+}
