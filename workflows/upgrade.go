@@ -377,6 +377,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 					u.sw.finish(ctx, h.Name, HostFailed, "engine: "+o.Message+"; left drained")
 				} else {
 					u.sw.changed[h.Name] = true
+					u.sw.notes[h.Name] = append(u.sw.notes[h.Name], fmt.Sprintf("%s → %s", u.byHost[h.Name].Installed, u.in.Upgrade.Docker.Version))
 				}
 			}
 		}

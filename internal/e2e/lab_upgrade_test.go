@@ -3,14 +3,19 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -100,9 +105,20 @@ docker service create -q --detach --name agent --mode global clusterflow/sleep:1
 		if code != 0 {
 			t.Fatalf("dry run: exit %d", code)
 		}
-		for _, want := range []string{"3 batch(es)", "1  master", "2  slave01", "3  slave02", "services now: agent 3/3 (global), web 3/3"} {
+		for _, want := range []string{"3 batch(es)", "services now: agent 3/3 (global), web 3/3"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("dry run output lacks %q", want)
+			}
+		}
+		rows := map[string]string{}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 {
+				rows[f[1]] = f[0] + " " + f[len(f)-1]
+			}
+		}
+		for node, want := range map[string]string{"master": "1 upgrade", "slave01": "2 upgrade", "slave02": "3 upgrade"} {
+			if rows[node] != want {
+				t.Errorf("dry run plan of %s: %q, want %q", node, rows[node], want)
 			}
 		}
 		if got := versions(t); strings.Contains(got, "cf") {
@@ -205,19 +221,25 @@ docker service create -q --detach --name agent --mode global clusterflow/sleep:1
 		if out, code := c.starter("run", "--detach", pb); code != 0 {
 			t.Fatalf("start: exit %d\n%s", code, out)
 		}
+		// Kill while batch 2's engine packages are being installed: the package
+		// activity is retried on the new worker, which finds them installed.
 		var p workflows.RollingUpgradeProgress
-		waitFor(t, 5*time.Minute, "a node's engine upgrade", func() bool {
-			if queryInto(c, child, &p) != nil {
+		waitFor(t, 5*time.Minute, "batch 2's package installation", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := c.client.DescribeWorkflowExecution(ctx, child+"/batch-2", "")
+			if err != nil {
 				return false
 			}
-			for _, h := range p.Hosts {
-				if h.Phase == workflows.UpgradePhaseEngine && p.Batch == 2 {
-					return true
+			for _, a := range d.GetPendingActivities() {
+				if a.GetActivityType().GetName() == "InstallDockerPackages" && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+					return queryInto(c, child, &p) == nil
 				}
 			}
 			return false
 		})
 		at := time.Since(begin)
+		killed := time.Now()
 		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -236,11 +258,18 @@ docker service create -q --detach --name agent --mode global clusterflow/sleep:1
 		getResult(t, c, child, &res)
 		checkUpgrade(t, &res, nil, 4)
 		checkEngines(t, nodes, v2, 1)
-		for b := 1; b <= 3; b++ {
-			bid := fmt.Sprintf("%s/batch-%d", child, b)
-			t.Logf("batch %d retried after the kill: %v", b, retriedActivities(t, c, bid))
+		retried := retriedActivities(t, c, child+"/batch-2")
+		t.Logf("batch 2 (InstallDocker) retried after the kill: %v", retried)
+		if !slices.Contains(retried, "InstallDockerPackages (attempt 2)") {
+			t.Errorf("the package installation was not retried after the kill: %v", retried)
 		}
-		t.Logf("RollingNodeUpgrade retried after the kill: %v", retriedActivities(t, c, child))
+		for _, id := range []string{child + "/batch-2", child} {
+			first := startedAfter(t, c, id, killed)
+			if len(first) > 3 {
+				first = first[:3]
+			}
+			t.Logf("first activities of %s after the kill: %s", id, strings.Join(first, "; "))
+		}
 		if after := nodeSh(t, "master", "docker node ls -q | sort"); after != ids {
 			t.Errorf("node IDs changed:\n%s\nwas:\n%s", after, ids)
 		}
@@ -381,4 +410,33 @@ func serviceThreeManagers(t *testing.T, c *cluster, inv string, nodes []string) 
 	if strings.Count(got, "clusterflow/web:v2 Running") != 3 {
 		t.Errorf("web after the rollback:\n%s", got)
 	}
+}
+
+// startedAfter lists the activities of run id started after since, in order, as
+// "summary (attempt N) +elapsed".
+func startedAfter(t *testing.T, c *cluster, id string, since time.Time) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	summaries := map[int64]string{}
+	var out []string
+	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			var s string
+			if m := e.GetUserMetadata(); m != nil && m.GetSummary() != nil {
+				_ = converter.GetDefaultDataConverter().FromPayload(m.GetSummary(), &s)
+			}
+			summaries[e.GetEventId()] = a.GetActivityType().GetName() + ": " + s
+		}
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && e.GetEventTime().AsTime().After(since) {
+			out = append(out, fmt.Sprintf("%s (attempt %d) +%s", summaries[a.GetScheduledEventId()], a.GetAttempt(),
+				e.GetEventTime().AsTime().Sub(since).Round(100*time.Millisecond)))
+		}
+	}
+	return out
 }
