@@ -20,6 +20,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
@@ -378,10 +379,29 @@ func logResult(t *testing.T, res workflows.InstallDockerResult) {
 // whose successful attempt was not its first.
 func retriedActivities(t *testing.T, c *cluster, id string) []string {
 	t.Helper()
+	var out []string
+	for _, a := range activityStarts(t, c, id) {
+		if a.attempt > 1 {
+			out = append(out, fmt.Sprintf("%s (attempt %d)", a.typ, a.attempt))
+		}
+	}
+	return out
+}
+
+// activityStart is an activity's (last) start as its run's history records it.
+type activityStart struct {
+	typ, summary string
+	attempt      int32
+	at           time.Time
+}
+
+// activityStarts reads the activity starts of run id, in order.
+func activityStarts(t *testing.T, c *cluster, id string) []activityStart {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	types := map[int64]string{}
-	var out []string
+	scheduled := map[int64]activityStart{}
+	var out []activityStart
 	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		e, err := it.Next()
@@ -389,10 +409,16 @@ func retriedActivities(t *testing.T, c *cluster, id string) []string {
 			t.Fatal(err)
 		}
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
-			types[e.GetEventId()] = a.GetActivityType().GetName()
+			st := activityStart{typ: a.GetActivityType().GetName()}
+			if m := e.GetUserMetadata(); m != nil && m.GetSummary() != nil {
+				_ = converter.GetDefaultDataConverter().FromPayload(m.GetSummary(), &st.summary)
+			}
+			scheduled[e.GetEventId()] = st
 		}
-		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && a.GetAttempt() > 1 {
-			out = append(out, fmt.Sprintf("%s (attempt %d)", types[a.GetScheduledEventId()], a.GetAttempt()))
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
+			st := scheduled[a.GetScheduledEventId()]
+			st.attempt, st.at = a.GetAttempt(), e.GetEventTime().AsTime()
+			out = append(out, st)
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,18 +51,7 @@ func TestServiceLab(t *testing.T) {
 	for _, n := range nodes {
 		nodeSh(t, n, "true")
 	}
-	setup := c.labPlaybook("service-setup", inv, `    - name: docker engine
-      kind: installDocker
-      hosts: all
-    - name: swarm
-      kind: swarmInit
-      hosts: all
-      managers: [master]
-      advertiseAddr: address
-`)
-	if out, code := c.starter("run", setup); code != 0 {
-		t.Fatalf("setup: exit %d\n%s\nworker log:\n%s", code, out, c.logOf(w))
-	}
+	c.formSwarm(t, inv, w)
 	for _, n := range nodes {
 		nodeSh(t, n, webImagesScript)
 	}
@@ -221,4 +211,22 @@ docker image rm clusterflow/web:v4 clusterflow/web:v4-base >/dev/null`)
 			t.Fatalf("again: exit %d, %s: %s", code, h.State, h.Message)
 		}
 	})
+}
+
+// formSwarm starts the lab nodes' engines and forms a swarm of them with master as
+// its only manager, with the playbook step kinds.
+func (c *cluster) formSwarm(t *testing.T, inv string, w *exec.Cmd) {
+	t.Helper()
+	setup := c.labPlaybook("swarm-setup", inv, `    - name: docker engine
+      kind: installDocker
+      hosts: all
+    - name: swarm
+      kind: swarmInit
+      hosts: all
+      managers: [master]
+      advertiseAddr: address
+`)
+	if out, code := c.starter("run", setup); code != 0 {
+		t.Fatalf("setup: exit %d\n%s\nworker log:\n%s", code, out, c.logOf(w))
+	}
 }

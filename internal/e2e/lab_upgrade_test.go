@@ -15,7 +15,6 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -52,18 +51,7 @@ func TestRollingUpgradeLab(t *testing.T) {
 	cf1, v1 := upgradeBundle(t, "+cf1")
 	cf2, v2 := upgradeBundle(t, "+cf2")
 
-	setup := c.labPlaybook("upgrade-setup", inv, `    - name: docker engine
-      kind: installDocker
-      hosts: all
-    - name: swarm
-      kind: swarmInit
-      hosts: all
-      managers: [master]
-      advertiseAddr: address
-`)
-	if out, code := c.starter("run", setup); code != 0 {
-		t.Fatalf("setup: exit %d\n%s\nworker log:\n%s", code, out, c.logOf(w))
-	}
+	c.formSwarm(t, inv, w)
 	for _, n := range nodes {
 		nodeSh(t, n, sleepImageScript)
 	}
@@ -413,29 +401,13 @@ func serviceThreeManagers(t *testing.T, c *cluster, inv string, nodes []string) 
 }
 
 // startedAfter lists the activities of run id started after since, in order, as
-// "summary (attempt N) +elapsed".
+// "type: summary (attempt N) +elapsed".
 func startedAfter(t *testing.T, c *cluster, id string, since time.Time) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	summaries := map[int64]string{}
 	var out []string
-	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
-			var s string
-			if m := e.GetUserMetadata(); m != nil && m.GetSummary() != nil {
-				_ = converter.GetDefaultDataConverter().FromPayload(m.GetSummary(), &s)
-			}
-			summaries[e.GetEventId()] = a.GetActivityType().GetName() + ": " + s
-		}
-		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && e.GetEventTime().AsTime().After(since) {
-			out = append(out, fmt.Sprintf("%s (attempt %d) +%s", summaries[a.GetScheduledEventId()], a.GetAttempt(),
-				e.GetEventTime().AsTime().Sub(since).Round(100*time.Millisecond)))
+	for _, a := range activityStarts(t, c, id) {
+		if a.at.After(since) {
+			out = append(out, fmt.Sprintf("%s: %s (attempt %d) +%s", a.typ, a.summary, a.attempt, a.at.Sub(since).Round(100*time.Millisecond)))
 		}
 	}
 	return out
