@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
@@ -30,6 +31,8 @@ type follower struct {
 	drawn  int                  // lines of the last table drawn, to redraw over
 	seen   map[string]hostState // last state printed per step/host, in line mode
 	ctx    context.Context
+	// waiting is the approval a rolling upgrade of the run waits for, as shown.
+	waiting string
 }
 
 type hostState struct{ state, message string }
@@ -114,10 +117,11 @@ func (f *follower) query(ctx context.Context) *workflows.Progress {
 }
 
 func (f *follower) show(p *workflows.Progress) {
+	notice := f.approvalNotice(p)
 	switch {
 	case f.output == "json":
 	case f.tty:
-		table := renderTable(p)
+		table := renderTable(p) + notice
 		if f.drawn > 0 {
 			fmt.Fprintf(f.out, "\x1b[%dA\x1b[J", f.drawn) // back to the table's first line, clear below
 		}
@@ -125,7 +129,30 @@ func (f *follower) show(p *workflows.Progress) {
 		f.drawn = strings.Count(table, "\n")
 	default:
 		f.printChanges(p)
+		if notice != "" && notice != f.waiting {
+			fmt.Fprint(f.out, notice)
+		}
 	}
+	f.waiting = notice
+}
+
+// approvalNotice says which batch a running rollingNodeUpgrade step waits to have
+// approved, and how to approve it; "" when none waits.
+func (f *follower) approvalNotice(p *workflows.Progress) string {
+	for i, s := range p.Steps {
+		if s.Kind != playbooks.KindRollingNodeUpgrade || s.Status != workflows.StepRunning {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
+		v, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
+		cancel()
+		var up workflows.RollingUpgradeProgress
+		if err != nil || v.Get(&up) != nil || up.Waiting == 0 {
+			continue
+		}
+		return fmt.Sprintf("step %d waits for approval of batch %d of %d: starter approve %s\n", i+1, up.Waiting, up.Batches, strings.TrimPrefix(f.id, "playbook/"))
+	}
+	return ""
 }
 
 // printChanges prints one line per host whose state changed since the last poll.
