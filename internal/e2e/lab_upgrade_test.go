@@ -367,12 +367,12 @@ func serviceThreeManagers(t *testing.T, c *cluster, inv string, nodes []string) 
 	}
 	nodeSh(t, "master", "docker service rm web >/dev/null")
 	for _, step := range []struct {
-		version, kind, extra, want string
-		ok                         bool
+		version, kind, monitor, want string
+		ok                           bool
 	}{
-		{"v1", "deployService", "", "created; 3/3 running", true},
-		{"v2", "updateService", "        failureAction: rollback\n", "update completed", true},
-		{"v3", "updateService", "        monitor: 5s\n        failureAction: rollback\n", "rolled back: ", false},
+		{"v1", "deployService", "2s", "created; 3/3 running", true},
+		{"v2", "updateService", "2s", "update completed", true},
+		{"v3", "updateService", "5s", "rolled back: ", false},
 	} {
 		pb := c.labPlaybook("web3m-"+step.version, inv, fmt.Sprintf(`    - name: web
       kind: %s
@@ -384,8 +384,9 @@ func serviceThreeManagers(t *testing.T, c *cluster, inv string, nodes []string) 
       updateConfig:
         parallelism: 1
         delay: 1s
-        monitor: 2s
-%s`, step.kind, step.version, step.extra))
+        monitor: %s
+        failureAction: rollback
+`, step.kind, step.version, step.monitor))
 		begin := time.Now()
 		out, code := c.starter("run", pb)
 		t.Logf("web %s with 3 managers: exit %d after %s", step.version, code, time.Since(begin).Round(time.Millisecond))
