@@ -25,6 +25,8 @@ const (
 	CheckCertificatesName = "CheckCertificates"
 
 	DeployServiceName = "DeployService"
+
+	ClusterLockName = "ClusterLock"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
@@ -38,6 +40,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RotateCA, workflow.RegisterOptions{Name: RotateCAName})
 	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
 	r.RegisterWorkflowWithOptions(DeployService, workflow.RegisterOptions{Name: DeployServiceName})
+	r.RegisterWorkflowWithOptions(ClusterLock, workflow.RegisterOptions{Name: ClusterLockName})
 }
 
 // registeredNames are the workflow types Register adds; the replay test requires a
@@ -46,4 +49,5 @@ var registeredNames = []string{
 	RunPlaybookName, DistributeKeysName, InstallDockerName,
 	SwarmInitName, SwarmNodesName, ConsulBootstrapName,
 	RotateCAName, CheckCertificatesName, DeployServiceName,
+	ClusterLockName,
 }
