@@ -3,19 +3,12 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -99,57 +92,4 @@ func TestLabClusterPlaybook(t *testing.T) {
 
 	events := scanHistories(t, c, "playbook/cluster", secrets)
 	t.Logf("scanned %d events of the runs' histories for %d secrets: none found", events, len(secrets))
-}
-
-// scanHistories reads every event of every run whose workflow ID starts with
-// prefix (the playbook runs and their children) and fails on any secret found in
-// an event's JSON. It returns the number of events read.
-func scanHistories(t *testing.T, c *cluster, prefix string, secrets map[string]string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for what, s := range secrets {
-		if len(s) < 16 {
-			t.Fatalf("%s %q is too short to scan for", what, s)
-		}
-	}
-	events := 0
-	var ids [][2]string
-	var token []byte
-	for {
-		resp, err := c.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{NextPageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range resp.GetExecutions() {
-			ids = append(ids, [2]string{e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()})
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
-	}
-	for _, e := range ids {
-		id, runID := e[0], e[1]
-		if !strings.HasPrefix(id, prefix) {
-			continue
-		}
-		h := c.client.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for h.HasNext() {
-			ev, err := h.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			events++
-			// The binary form holds payload bytes as they are; the JSON form
-			// holds every string field.
-			raw, _ := proto.Marshal(ev)
-			text, _ := protojson.Marshal(ev)
-			for what, s := range secrets {
-				if bytes.Contains(raw, []byte(s)) || bytes.Contains(text, []byte(s)) {
-					t.Errorf("the %s appears in event %d of %s", what, ev.GetEventId(), id)
-				}
-			}
-		}
-	}
-	return events
 }
