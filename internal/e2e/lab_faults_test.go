@@ -495,7 +495,9 @@ func concurrentRuns(t *testing.T, c *cluster, inv string, tally *faultTally) {
 // hostKeyChanged gives slave01 new host keys: the next run refuses it at once,
 // naming the key it presented.
 func hostKeyChanged(t *testing.T, c *cluster, inv string, tally *faultTally) {
-	nodeSh(t, "slave01", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && kill $(cat /run/sshd.pid)")
+	// Every sshd of the node goes, sessions too: the worker's pooled connection was
+	// checked against the old key, and must dial again (the node's init restarts sshd).
+	nodeSh(t, "slave01", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && kill $(pgrep -x sshd)")
 	fp := strings.Fields(nodeSh(t, "slave01", "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"))[1]
 	waitFor(t, 30*time.Second, "sshd to serve the new key", func() bool {
 		_, err := nodeShErr("slave01", "test -s /run/sshd.pid && kill -0 $(cat /run/sshd.pid)")
