@@ -32,9 +32,13 @@ func FuzzParseKeys(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value string) {
 		k, err := ParseKeys(value)
 		if err != nil {
-			for _, field := range strings.Fields(strings.NewReplacer(",", " ", "\n", " ").Replace(value)) {
-				if len(field) >= 40 && strings.Contains(err.Error(), field) {
-					t.Fatalf("error quotes what may be key material %q: %v", field, err)
+			// Entries are "ID KEY": the ID may be quoted, anything after it not.
+			for _, e := range strings.FieldsFunc(value, func(r rune) bool { return r == '\n' || r == ',' }) {
+				f := strings.Fields(e)
+				for _, field := range f[min(1, len(f)):] {
+					if len(field) >= 16 && field != f[0] && strings.Contains(err.Error(), field) {
+						t.Fatalf("error quotes what may be key material %q: %v", field, err)
+					}
 				}
 			}
 			return
