@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/clusterflow/clusterflow/internal/codec"
+	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
@@ -181,18 +183,43 @@ func faultTrial(t *testing.T, c *cluster, cc client.Client, w *exec.Cmd, rng *mr
 	}
 	tally.trials++
 
-	// The faults, in a random order: k worker kills and r server restarts, each after
-	// a random 0.3 to 10 s of the run (counted from the last fault).
+	// The faults, in a random order: k worker kills and r server restarts. Each aims
+	// at a step drawn at random (the draws sorted into run order, so they spread over
+	// the whole bootstrap rather than pile up in its longest step) and strikes a
+	// random 0 to 3 s after the run is in that step or a later one.
+	plan, err := playbooks.Load(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]int{}
+	for i, s := range plan.Steps {
+		steps[s.Name] = i
+	}
 	faults := make([]bool, k+r) // true: a server restart
 	for i := range r {
 		faults[i] = true
 	}
 	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
-	for _, restart := range faults {
-		wait := time.Duration(300+rng.IntN(9700)) * time.Millisecond
+	targets := make([]int, len(faults))
+	for i := range targets {
+		targets[i] = rng.IntN(len(plan.Steps))
+	}
+	sort.Ints(targets)
+	for i, restart := range faults {
+		deadline := time.Now().Add(5 * time.Minute)
+		for !closed(cc, id) {
+			if at, ok := steps[currentStep(cc, id)]; ok && at >= targets[i] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the run did not reach step %d within 5 min", targets[i]+1)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		wait := time.Duration(rng.IntN(3000)) * time.Millisecond
 		time.Sleep(wait)
 		if closed(cc, id) {
-			t.Logf("the run ended before the next fault; %d fault(s) left undone", len(faults))
+			t.Logf("the run ended before the next fault; %d fault(s) left undone", len(faults)-i)
 			break
 		}
 		step := currentStep(cc, id)
@@ -214,8 +241,8 @@ func faultTrial(t *testing.T, c *cluster, cc client.Client, w *exec.Cmd, rng *mr
 				return err == nil
 			})
 			tally.restarts++
-			t.Logf("%s after %s: server SIGKILLed during step %q, down %s, answering again after %s",
-				time.Since(start).Round(time.Millisecond), wait.Round(time.Millisecond), step, down.Round(time.Millisecond),
+			t.Logf("%s, aimed at step %d + %s: server SIGKILLed during step %q, down %s, answering again after %s",
+				time.Since(start).Round(time.Millisecond), targets[i]+1, wait.Round(time.Millisecond), step, down.Round(time.Millisecond),
 				time.Since(killed).Round(time.Millisecond))
 			continue
 		}
@@ -226,8 +253,8 @@ func faultTrial(t *testing.T, c *cluster, cc client.Client, w *exec.Cmd, rng *mr
 		w = c.startWorker()
 		tally.kills++
 		tally.killedIn[step]++
-		t.Logf("%s after %s: worker SIGKILLed during step %q; a new worker started", time.Since(start).Round(time.Millisecond),
-			wait.Round(time.Millisecond), step)
+		t.Logf("%s, aimed at step %d + %s: worker SIGKILLed during step %q; a new worker started",
+			time.Since(start).Round(time.Millisecond), targets[i]+1, wait.Round(time.Millisecond), step)
 	}
 	if err := c.waitRun(id, 15*time.Minute); err != nil {
 		tally.lost = append(tally.lost, fmt.Sprintf("trial %d: %v", trial, err))
