@@ -6,7 +6,7 @@ TOOLS   := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: build check lint test test-unit test-integration test-lab test-browser demo tools clean
+.PHONY: build check lint test test-unit test-integration test-lab test-faults test-fuzz test-browser demo tools clean
 
 build:
 	$(GO) build -o bin/worker ./worker
@@ -61,6 +61,26 @@ test-browser:
 test-lab:
 	$(GO) run ./lab consul >/dev/null
 	$(GO) test -tags lab -p 1 -count=1 -timeout 45m ./lab/... ./internal/e2e/...
+
+# The long fault suite behind docs/RELIABILITY.md: 5 fresh-lab bootstraps with 20
+# worker SIGKILLs and 5 server restarts at random points, then the partition, host
+# key and concurrent-run checks and the secrets scan (about 15 min). `make test-lab`
+# runs the short variant (1 bootstrap, 2 kills, 1 restart). Set
+# CLUSTERFLOW_FAULT_SEED to repeat a run's fault points.
+FAULT_TRIALS   ?= 5
+FAULT_KILLS    ?= 20
+FAULT_RESTARTS ?= 5
+test-faults:
+	$(GO) run ./lab consul >/dev/null
+	CLUSTERFLOW_FAULT_TRIALS=$(FAULT_TRIALS) CLUSTERFLOW_FAULT_KILLS=$(FAULT_KILLS) CLUSTERFLOW_FAULT_RESTARTS=$(FAULT_RESTARTS) \
+	  $(GO) test -tags lab -count=1 -timeout 60m -run TestLabFaults -v ./internal/e2e/
+
+# Every fuzz target for FUZZTIME each, one at a time on one core.
+FUZZTIME ?= 2m
+test-fuzz:
+	@for t in ./playbooks:FuzzParse ./playbooks:FuzzParseSums ./internal/codec:FuzzParseKeys ./internal/codec:FuzzDecode \
+	  ./activities:FuzzParseSHA256SUMS ./activities:FuzzParseKeyLines ./activities:FuzzParseRemoteState; do \
+	  echo "== $${t#*:}"; $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -parallel 1 $${t%%:*} || exit 1; done
 
 # The whole suite on a fresh machine: installs prerequisites, runs everything,
 # and stops what it started.

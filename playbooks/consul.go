@@ -245,11 +245,12 @@ func parseSums(text string) (sums map[string]string, bad string) {
 			continue
 		}
 		sum, name, ok := strings.Cut(line, " ")
-		name = strings.TrimPrefix(strings.TrimPrefix(name, " "), "*")
+		// "./" is trimmed before the check: "SUM  ./" names no file.
+		name = strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(name, " "), "*"), "./")
 		if !ok || !isSHA256(sum) || name == "" {
 			return nil, "line " + strconv.Itoa(i+1) + " is not \"SHA256  FILE\" (" + quote(line) + ")"
 		}
-		sums[strings.TrimPrefix(name, "./")] = strings.ToLower(sum)
+		sums[name] = strings.ToLower(sum)
 	}
 	return sums, ""
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -57,13 +58,44 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an incomplete plan: %+v", plan)
 		}
 		for _, s := range plan.Steps {
-			if len(s.Hosts) == 0 || (s.Run == nil) == (s.Upload == nil) || s.Parallel < 1 || s.Attempts < 1 {
+			if len(s.Hosts) == 0 || (s.Kind == KindRun) != (s.Run != nil) || (s.Kind == KindUpload) != (s.Upload != nil) || s.Parallel < 1 || s.Attempts < 1 {
 				t.Fatalf("accepted an incomplete step: %+v", s)
 			}
 		}
 		for _, h := range plan.Hosts {
 			if h.Port < 1 || h.User == "" || h.Address == "" || !filepath.IsAbs(h.KnownHostsFile) {
 				t.Fatalf("accepted an incomplete host: %+v", h)
+			}
+		}
+	})
+}
+
+// FuzzParseSums feeds the SHA256SUMS parser (consul's sha256sums file) arbitrary
+// text: no panic, and every accepted entry is a lower-case hex SHA-256 with a name.
+//
+//	go test -fuzz=FuzzParseSums -parallel 1 ./playbooks
+func FuzzParseSums(f *testing.F) {
+	sum := strings.Repeat("0f", 32)
+	for _, s := range []string{
+		sum + "  consul_1.22.7_linux_amd64.zip\n" + sum + " *consul\n",
+		"# sums\n\n" + strings.ToUpper(sum) + "  ./consul\r\n",
+		sum + "consul\n",
+		"not a sum\n",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		sums, bad := parseSums(text)
+		if bad != "" {
+			if sums != nil {
+				t.Fatalf("a bad line (%s) and sums", bad)
+			}
+			return
+		}
+		for name, s := range sums {
+			if name == "" || !isSHA256(s) || strings.ToLower(s) != s {
+				t.Fatalf("accepted %q -> %q", name, s)
 			}
 		}
 	})

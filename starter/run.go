@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -25,7 +26,8 @@ func runCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Short: "Validate a playbook, start it as a durable run and follow it",
 		Long: `run validates the playbook (nothing starts if it is invalid), starts RunPlaybook under the
 workflow ID playbook/NAME (a second run of the same playbook while one is open is
-refused), prints the run's ID and Web UI link, and follows it with a live per-host,
+refused, and so is a run on a cluster (metadata.cluster) that another run holds),
+prints the run's ID and Web UI link, and follows it with a live per-host,
 per-step table until it ends. Interrupting the starter does not stop the run: follow
 it again with "starter status NAME --follow", or stop it with "starter cancel NAME".`,
 		Example: `  starter run playbooks/hello.yaml
@@ -53,8 +55,15 @@ it again with "starter status NAME --follow", or stop it with "starter cancel NA
 			if preview {
 				return dryRun(cmd.Context(), s, plan, stdout)
 			}
-			// Step 3. Start under the playbook's business ID; refuse a duplicate.
+			// Step 3. Start under the playbook's business ID; refuse a duplicate, and a
+			// run while another one holds the cluster.
 			id := workflows.WorkflowID(plan.Name)
+			if holder, err := clusterHolder(cmd.Context(), s.t.Client, plan.Cluster); err != nil {
+				return withCode(exitNotReady, err)
+			} else if holder != "" && holder != id && !strings.HasPrefix(holder, id+" ") {
+				return withCode(exitNotReady, fmt.Errorf("refused: cluster %s is in use by %s; nothing was started. "+
+					"Wait for that run to end, or stop it with `starter cancel`", plan.Cluster, holder))
+			}
 			run, err := s.t.Client.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
 				ID:                       id,
 				TaskQueue:                workflows.TaskQueue,

@@ -27,6 +27,7 @@ const (
 	DeployServiceName = "DeployService"
 
 	RollingNodeUpgradeName = "RollingNodeUpgrade"
+	ClusterLockName        = "ClusterLock"
 )
 
 // Register adds every clusterflow workflow to a worker (or a replayer).
@@ -41,6 +42,7 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
 	r.RegisterWorkflowWithOptions(DeployService, workflow.RegisterOptions{Name: DeployServiceName})
 	r.RegisterWorkflowWithOptions(RollingNodeUpgrade, workflow.RegisterOptions{Name: RollingNodeUpgradeName})
+	r.RegisterWorkflowWithOptions(ClusterLock, workflow.RegisterOptions{Name: ClusterLockName})
 }
 
 // registeredNames are the workflow types Register adds; the replay test requires a
@@ -50,4 +52,5 @@ var registeredNames = []string{
 	SwarmInitName, SwarmNodesName, ConsulBootstrapName,
 	RotateCAName, CheckCertificatesName, DeployServiceName,
 	RollingNodeUpgradeName,
+	ClusterLockName,
 }

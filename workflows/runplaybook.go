@@ -60,7 +60,13 @@ func RunPlaybook(ctx workflow.Context, in RunPlaybookInput) (*Progress, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Step 1b. Take the cluster's lease: one run at a time per cluster (clusterlock.go).
+	held, err := acquireLease(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
 	r := newRun(plan)
+	r.lease = held
 
 	// Step 2. Publish progress: query handler, search attributes, UI details.
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*Progress, error) {
@@ -189,6 +195,7 @@ type run struct {
 	plan     *playbooks.Plan
 	progress *Progress
 	failed   map[string]bool // hosts that failed a step; looked up only, never ranged
+	lease    *lease          // released by finish
 }
 
 func newRun(plan *playbooks.Plan) *run {
@@ -579,6 +586,7 @@ func (r *run) finish(ctx workflow.Context, outcome, errMsg string) {
 		workflow.GetLogger(ctx).Warn("memo not updated", "error", err)
 	}
 	r.publish(ctx)
+	r.lease.end(ctx)
 }
 
 // publish refreshes the Markdown the Web UI shows as the run's current details.

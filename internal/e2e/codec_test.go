@@ -18,11 +18,9 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/clusterflow/clusterflow/internal/codec"
 	"github.com/clusterflow/clusterflow/workflows"
@@ -169,40 +167,6 @@ func TestCodecEncryptsHistory(t *testing.T) {
 	if len(got.Payloads) != 1 || codec.Encrypted(got.Payloads[0]) || !proto.Equal(got.Payloads[0], decoded[0]) {
 		t.Fatalf("POST /decode gave %v, want %v", got.Payloads, decoded[0])
 	}
-}
-
-// eventPayloads returns every payload an event carries, search attributes aside:
-// the server indexes those, so no codec sees them.
-func eventPayloads(e *historypb.HistoryEvent) []*commonpb.Payload {
-	var out []*commonpb.Payload
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		switch m.Descriptor().FullName() {
-		case "temporal.api.common.v1.Payload":
-			out = append(out, m.Interface().(*commonpb.Payload))
-			return
-		case "temporal.api.common.v1.SearchAttributes":
-			return
-		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					walk(mv.Message())
-					return true
-				})
-			case fd.Message() != nil && !fd.IsMap():
-				walk(v.Message())
-			}
-			return true
-		})
-	}
-	walk(e.ProtoReflect())
-	return out
 }
 
 func getJSON(t *testing.T, url string, v any) {

@@ -345,3 +345,27 @@ func (c *cluster) labHosts(inventory string, n int) []playbooks.Host {
 	}
 	return plan.Hosts
 }
+
+// activityAttempts returns the attempt number of the last started (or failed)
+// attempt of the named activity in a run.
+func activityAttempts(t *testing.T, c *cluster, id, activity string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	types := map[int64]string{}
+	n := 0
+	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			types[e.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == activity {
+			n = max(n, int(a.GetAttempt()))
+		}
+	}
+	return n
+}
