@@ -184,8 +184,8 @@
 // hosts is required. run: command and unless are argv lists of non-empty strings; a
 // shell, when needed, is asked for explicitly: [sh, -c, "..."]. creates and dir are
 // absolute remote paths; env keys are [A-Za-z_][A-Za-z0-9_]* (as are spec.vars keys);
-// exitCodes are 0..255, default [0]. upload: src is a regular file of at most 64 MiB
-// inside the playbook's directory (also after following symbolic links), so that a
+// exitCodes are 0..255, default [0]. upload: src is a regular file (a template: at most
+// 64 MiB; a plain file is streamed) inside the playbook's directory (also after following symbolic links), so that a
 // playbook sent inline cannot copy other files of the worker; dest is an absolute path
 // of a file (not ending in /); owner and group are user or group names, or numeric ids.
 //

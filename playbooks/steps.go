@@ -318,7 +318,7 @@ func readUpload(f *file, m *fields, s *Step, c *stepContext) {
 	}
 	if n, p := m.get("src"); n == nil {
 		f.missing(m, "src", "give the local file to upload, relative to the playbook")
-	} else if src, ok := f.uploadSource(n, p); ok {
+	} else if src, ok := f.uploadSource(n, p, u.Template); ok {
 		u.Src = src
 		if u.Template {
 			f.checkTemplate(n, p, s, c)
@@ -343,12 +343,13 @@ func readUpload(f *file, m *fields, s *Step, c *stepContext) {
 	}
 }
 
-// uploadSource checks an upload's src: a regular file of at most 64 MiB inside the
-// directory of the playbook (symbolic links included). It returns the absolute path.
+// uploadSource checks an upload's src: a regular file inside the directory of the
+// playbook (symbolic links included), of at most 64 MiB for a template (rendered in
+// memory) or 1 TiB for a file (streamed). It returns the absolute path.
 //
 // Keeping sources inside the playbook's directory matters for playbooks sent inline
 // from the Web UI: they must not be able to copy arbitrary worker files to a host.
-func (f *file) uploadSource(n *yaml.Node, path string) (string, bool) {
+func (f *file) uploadSource(n *yaml.Node, path string, template bool) (string, bool) {
 	src, ok := f.nonEmptyStr(n, path)
 	if !ok {
 		return "", false
@@ -371,8 +372,12 @@ func (f *file) uploadSource(n *yaml.Node, path string) (string, bool) {
 		f.errorAt(n, path, "cannot upload %s (%s): %v", quote(src), abs, fsProblem(err))
 		return "", false
 	}
-	if st.Size() > maxUploadSize {
-		f.errorAt(n, path, "cannot upload %s: %v", quote(src), tooLarge(st.Size(), maxUploadSize))
+	limit, what := int64(maxFileUploadSize), "upload"
+	if template {
+		limit, what = maxUploadSize, "render the template"
+	}
+	if st.Size() > limit {
+		f.errorAt(n, path, "cannot %s %s: %v", what, quote(src), tooLarge(st.Size(), limit))
 		return "", false
 	}
 	if !insideDir(f.dir, abs) {

@@ -18,8 +18,10 @@ import (
 // anything far bigger or deeper is a mistake or an attack on the parser.
 const (
 	maxFileSize   = 1 << 20  // bytes in a playbook or inventory file
-	maxUploadSize = 64 << 20 // bytes in an upload source file
-	maxDepth      = 32       // nesting of YAML mappings and lists
+	maxUploadSize = 64 << 20 // bytes in an upload template (rendered in memory)
+	// maxFileUploadSize bounds a plain upload, which is streamed: a sanity limit.
+	maxFileUploadSize = 1 << 40
+	maxDepth          = 32 // nesting of YAML mappings and lists
 )
 
 // readLimited reads a local file of at most limit bytes. It refuses anything that is
