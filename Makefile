@@ -6,7 +6,7 @@ TOOLS   := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: build check lint test test-unit test-integration test-lab test-faults test-fuzz test-browser demo tools clean
+.PHONY: build check lint test test-unit test-integration test-lab test-faults test-fuzz test-browser demo bench tools clean
 
 build:
 	$(GO) build -o bin/worker ./worker
@@ -97,6 +97,14 @@ demo:
 	$(GO) run ./lab consul >/dev/null
 	$(GO) run ./lab up
 	$(GO) run ./starter run playbooks/cluster.yaml
+
+# clusterflow against Ansible and raw parallel ssh (docs/BENCHMARKS.md): fan-out on
+# 10-500 loopback sshd hosts, per-step overhead, bootstrap and file transfer on the lab,
+# resume after a worker kill. As root; installs Ansible with apt when missing; about
+# 30 minutes; rewrites the table in docs/BENCHMARKS.md. Not part of `make test`.
+bench:
+	@bash lab/prereqs.sh
+	$(GO) run ./bench
 
 clean:
 	rm -rf bin .cache

@@ -162,20 +162,27 @@ func (p *Pool) run(ctx context.Context, h playbooks.Host, e remoteExec) (execRes
 	if err != nil {
 		return execResult{}, hostInvalid(h, "%v", err)
 	}
+	start := time.Now()
+	out := newOutputSink(tailMax)
+	if e.heartbeat != nil && e.heartbeatEvery > 0 {
+		// From the start, not from the exec: opening the session may wait for a
+		// dial (up to ConnectTimeout) or a free session slot, and a short heartbeat
+		// timeout must not take that wait for a dead worker.
+		stop := tick(ctx, e.heartbeatEvery, func() { e.heartbeat(time.Since(start), out.lastLine()) })
+		defer stop()
+	}
 	sess, err := p.session(ctx, h)
 	if err != nil {
 		return execResult{}, err
 	}
 	defer sess.Close()
 
-	out := newOutputSink(tailMax)
 	sess.Stdout = out.stdout()
 	sess.Stderr = out.stderr()
 	stdin, err := sess.StdinPipe()
 	if err != nil {
 		return execResult{}, hostUnreachable(h, "cannot set up the session: %v", err)
 	}
-	start := time.Now()
 	if err := sess.Start(line); err != nil {
 		p.evict(sess.pc, fmt.Sprintf("exec request failed: %v", err))
 		return execResult{}, hostUnreachable(h, "cannot start the command: %v", err)
@@ -183,27 +190,17 @@ func (p *Pool) run(ctx context.Context, h playbooks.Host, e remoteExec) (execRes
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 
-	var tick <-chan time.Time
-	if e.heartbeat != nil && e.heartbeatEvery > 0 {
-		t := time.NewTicker(e.heartbeatEvery)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
+	select {
+	case err := <-done:
+		return p.finish(h, sess, out, err)
+	case <-ctx.Done():
+		// EOF on the wrapper's stdin: it kills the remote process group.
+		stdin.Close()
 		select {
-		case err := <-done:
-			return p.finish(h, sess, out, err)
-		case <-tick:
-			e.heartbeat(time.Since(start), out.lastLine())
-		case <-ctx.Done():
-			// EOF on the wrapper's stdin: it kills the remote process group.
-			stdin.Close()
-			select {
-			case <-done:
-			case <-time.After(cancelGrace):
-			}
-			return execResult{}, ctx.Err()
+		case <-done:
+		case <-time.After(cancelGrace):
 		}
+		return execResult{}, ctx.Err()
 	}
 }
 

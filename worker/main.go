@@ -64,7 +64,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			if err != nil {
 				return err
 			}
-			return runWorker(cmd.Context(), cfg, stdout, stderr)
+			return runWorker(cmd.Context(), cfg, environ, stdout, stderr)
 		},
 	}
 	config.AddFlags(root.PersistentFlags())
@@ -79,7 +79,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			if err != nil {
 				return err
 			}
-			return runServer(cmd.Context(), cfg, stdout, stderr)
+			return runServer(cmd.Context(), cfg, environ, stdout, stderr)
 		},
 	})
 	root.AddCommand(&cobra.Command{
@@ -113,7 +113,7 @@ it from a browser (default: the embedded UI's, http://127.0.0.1:8233).`,
 	return root.ExecuteContext(ctx)
 }
 
-func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+func runWorker(ctx context.Context, cfg config.Config, environ []string, stdout, stderr io.Writer) error {
 	logger := app.NewLogger(cfg, stderr)
 	var opts []app.ConnectOption
 	if cfg.MetricsAddress != "" {
@@ -131,6 +131,11 @@ func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer)
 			opts = append(opts, app.WithMetrics(m.Handler))
 		}
 	}
+	stopPprof, err := servePprof(environ, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	t, err := app.Connect(ctx, cfg, logger, opts...)
 	if err != nil {
 		return err
@@ -151,11 +156,16 @@ func runWorker(ctx context.Context, cfg config.Config, stdout, stderr io.Writer)
 	return nil
 }
 
-func runServer(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+func runServer(ctx context.Context, cfg config.Config, environ []string, stdout, stderr io.Writer) error {
 	if !cfg.Temporal.Embedded() {
 		return fmt.Errorf("worker server runs the embedded server; unset the Temporal address (%s)", cfg.Temporal.Address)
 	}
 	logger := app.NewLogger(cfg, stderr)
+	stopPprof, err := servePprof(environ, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	srv, err := app.StartServer(cfg, logger)
 	if err != nil {
 		return err

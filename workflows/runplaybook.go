@@ -44,6 +44,12 @@ var (
 	// hostHeartbeat bounds how long a host activity may go silent. It is also how
 	// soon a step resumes on another worker after its worker died mid-step.
 	hostHeartbeat = 20 * time.Second
+	// runHeartbeat is hostHeartbeat for the command activities of run steps, which
+	// heartbeat every third of it from their start whatever the host does (and the
+	// worker sends heartbeats at least every second): a run step of a killed worker
+	// is retried on another within about 3 s. Uploads keep hostHeartbeat: they
+	// checksum the source before their first heartbeat.
+	runHeartbeat = 3 * time.Second
 )
 
 // WorkflowID is the business ID a playbook runs under. Starting a second run of the
@@ -448,9 +454,13 @@ func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host playbook
 // waiting for cancellation so a cancelled run has stopped its remote commands before
 // it reports cancelled.
 func hostOptions(step playbooks.Step, host playbooks.Host) workflow.ActivityOptions {
+	heartbeat := hostHeartbeat
+	if step.Kind == playbooks.KindRun {
+		heartbeat = runHeartbeat
+	}
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: step.Timeout.Std(),
-		HeartbeatTimeout:    hostHeartbeat,
+		HeartbeatTimeout:    heartbeat,
 		WaitForCancellation: true,
 		Summary:             fmt.Sprintf("%s on %s", step.Name, host.Name),
 		RetryPolicy: &temporal.RetryPolicy{

@@ -190,10 +190,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // returned stop function stops it and closes its SSH connections.
 func StartWorker(t *Temporal, cfg config.Config, logger *slog.Logger) (stop func(), err error) {
 	pool := activities.NewPool(activities.PoolOptions{Logger: logger, Metrics: t.Metrics})
-	w := worker.New(t.Client, workflows.TaskQueue, worker.Options{
-		WorkerStopTimeout: 10 * time.Second,
-		Interceptors:      []interceptor.WorkerInterceptor{metrics.RetryInterceptor()},
-	})
+	w := worker.New(t.Client, workflows.TaskQueue, workerOptions())
 	workflows.Register(w)
 	activities.Register(w, pool, cfg.PlaybookDir)
 	if err := w.Start(); err != nil {
@@ -204,6 +201,29 @@ func StartWorker(t *Temporal, cfg config.Config, logger *slog.Logger) (stop func
 		w.Stop()
 		pool.Close()
 	}, nil
+}
+
+// workerOptions are the worker's settings; each non-default one says why (the
+// figures are from bench/, see docs/BENCHMARKS.md).
+func workerOptions() worker.Options {
+	return worker.Options{
+		WorkerStopTimeout: 10 * time.Second,
+		Interceptors:      []interceptor.WorkerInterceptor{metrics.RetryInterceptor()},
+		// A step fans out to up to `parallel` host activities at once. With the
+		// SDK's 2 activity pollers, each poll round trip hands out one task, and at
+		// 100 hosts half the activities waited over 120 ms just to be picked up; 16
+		// long polls cost the server next to nothing.
+		MaxConcurrentActivityTaskPollers: 16,
+		// Heartbeats reach the server at least every second (the SDK's default is
+		// 80% of the heartbeat timeout), so a short heartbeat timeout (a dead
+		// worker's attempt is retried within seconds) leaves room for a late one.
+		MaxHeartbeatThrottleInterval: time.Second,
+		// A workflow task waits this long for the worker that ran the workflow last
+		// (and caches it) before any worker may take it (with a replay). The SDK's
+		// 5 s is also how long a run whose worker was killed stays frozen, progress
+		// query included, once its retried activity has finished elsewhere.
+		StickyScheduleToStartTimeout: time.Second,
+	}
 }
 
 // dialAddress is where a client on this machine reaches a server bound to ip:port.
