@@ -19,17 +19,9 @@ var runSeq atomic.Int64
 // startPlaybook loads a playbook as the starter does and starts RunPlaybook with it
 // under a fresh workflow ID.
 func (e *env) startPlaybook(ctx context.Context, path string) (client.WorkflowRun, error) {
-	return e.startPlaybookWith(ctx, path, nil)
-}
-
-// startPlaybookWith is startPlaybook with a change to the loaded plan (nil: none).
-func (e *env) startPlaybookWith(ctx context.Context, path string, change func(*playbooks.Plan)) (client.WorkflowRun, error) {
 	plan, err := playbooks.Load(path)
 	if err != nil {
 		return nil, err
-	}
-	if change != nil {
-		change(plan)
 	}
 	id := fmt.Sprintf("bench/%s/%d-%d", plan.Name, time.Now().Unix(), runSeq.Add(1))
 	return e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -42,13 +34,8 @@ func (e *env) startPlaybookWith(ctx context.Context, path string, change func(*p
 // request to the result, as a user of the starter sees it (without the starter's own
 // process start). Any failed host is an error.
 func (e *env) runPlaybook(ctx context.Context, path string) (time.Duration, client.WorkflowRun, error) {
-	return e.runPlaybookWith(ctx, path, nil)
-}
-
-// runPlaybookWith is runPlaybook with a change to the loaded plan (nil: none).
-func (e *env) runPlaybookWith(ctx context.Context, path string, change func(*playbooks.Plan)) (time.Duration, client.WorkflowRun, error) {
 	start := time.Now()
-	run, err := e.startPlaybookWith(ctx, path, change)
+	run, err := e.startPlaybook(ctx, path)
 	if err != nil {
 		return 0, nil, err
 	}

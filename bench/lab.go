@@ -285,25 +285,17 @@ func benchTransfer(ctx context.Context, l *labRun, rounds int, t *table) error {
 	if err := randomFile(src, transferSize); err != nil {
 		return err
 	}
-	// The playbook format caps upload sources at 64 MiB (playbooks/yaml.go), so the
-	// playbook names a small stand-in and the loaded plan is pointed at the 200 MiB
-	// file: the same upload step and activity, past the parser's cap.
-	standIn := filepath.Join(l.dir, "stand-in.bin")
-	if err := os.WriteFile(standIn, []byte("x"), 0o644); err != nil {
-		return err
-	}
-	pb, err := l.playbook("transfer", fmt.Sprintf("    - {name: upload, kind: upload, hosts: [%s], src: stand-in.bin, dest: /root/bench-upload.bin, mode: \"0644\", timeout: 10m}\n", h.Name))
+	pb, err := l.playbook("transfer", fmt.Sprintf("    - {name: upload, kind: upload, hosts: [%s], src: payload.bin, dest: /root/bench-upload.bin, mode: \"0644\", timeout: 10m}\n", h.Name))
 	if err != nil {
 		return err
 	}
-	bigSrc := func(p *playbooks.Plan) { p.Steps[0].Upload.Src = src }
 	scpArgs := append(sshOpts(h.IdentityFile, h.KnownHostsFile), src, fmt.Sprintf("%s@%s:/root/bench-scp.bin", h.User, h.Address))
 	clean := func() error {
 		_, err := nodeSh(h.Name, "rm -f /root/bench-upload.bin /root/bench-scp.bin; sync")
 		return err
 	}
 	// One unmeasured upload: the worker's pool holds its connection after it.
-	if _, _, err := l.e.runPlaybookWith(ctx, pb, bigSrc); err != nil {
+	if _, _, err := l.e.runPlaybook(ctx, pb); err != nil {
 		return err
 	}
 	var cf, scp []time.Duration
@@ -311,7 +303,7 @@ func benchTransfer(ctx context.Context, l *labRun, rounds int, t *table) error {
 		if err := clean(); err != nil {
 			return err
 		}
-		d, _, err := l.e.runPlaybookWith(ctx, pb, bigSrc)
+		d, _, err := l.e.runPlaybook(ctx, pb)
 		if err != nil {
 			return err
 		}
