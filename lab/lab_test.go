@@ -527,3 +527,22 @@ func TestNodesUseOnlyTheLabRepository(t *testing.T) {
 		}
 	}
 }
+
+// TestNodesResolveOnlyLabNames checks that a node resolves the lab's names and no
+// other: the engine's embedded DNS forwards outside names to 127.0.0.1 in the node,
+// where nothing answers, so no lookup leaves this machine (the lookup fails after the
+// resolver's timeout, about 20 s).
+func TestNodesResolveOnlyLabNames(t *testing.T) {
+	ctx := context.Background()
+	n := testNodes[0]
+	out, err := execOK(ctx, testLab.cli, n.Container(), "getent", "hosts", "slave01")
+	if err != nil || !strings.Contains(out, nodeAt(1).Address.String()) {
+		t.Errorf("%s: getent hosts slave01: %q, %v", n.Name, out, err)
+	}
+	start := time.Now()
+	res, err := execIn(ctx, testLab.cli, n.Container(), nil, "getent", "hosts", "deb.debian.org")
+	if err != nil || res.ExitCode == 0 {
+		t.Errorf("%s: an outside name resolves: %+v, %v", n.Name, res, err)
+	}
+	t.Logf("%s: getent hosts deb.debian.org failed (exit %d) after %s", n.Name, res.ExitCode, time.Since(start).Round(time.Millisecond))
+}

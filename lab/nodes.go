@@ -112,7 +112,8 @@ func (l *lab) ensureNetwork(ctx context.Context) error {
 // containerConfig is how a node container is made: its own address and host name, and
 // what it needs to run its own Docker engine later (see LAB.md: all capabilities but
 // SYS_RESOURCE, no seccomp or AppArmor profile, the host's cgroup tree, a tmpfs /run and
-// a volume for /var/lib/docker, since overlay2 does not stack on overlay).
+// a volume for /var/lib/docker, since overlay2 does not stack on overlay), and no DNS
+// beyond the lab's own names.
 func containerConfig(n node, imageRef string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	stop := 30
 	useInit := true // tini as PID 1 reaps what the node's daemons orphan
@@ -130,6 +131,12 @@ func containerConfig(n node, imageRef string) (*container.Config, *container.Hos
 		Tmpfs:        map[string]string{"/run": "rw,nosuid,nodev,exec,mode=0755"},
 		Binds:        []string{"/sys/fs/cgroup:/sys/fs/cgroup:rw"},
 		CgroupnsMode: container.CgroupnsModeHost,
+		// The engine's embedded DNS (127.0.0.11) answers the lab's names and forwards
+		// any other name to these servers, from the node: 127.0.0.1, where nothing
+		// listens, so a lookup of an outside name (a node's engine looking for a
+		// registry) fails (after the resolver's timeout) and sends nothing off this
+		// machine.
+		DNS: []string{"127.0.0.1"},
 		Mounts: []mount.Mount{{
 			Type: mount.TypeVolume, Source: n.Volume(), Target: "/var/lib/docker",
 		}},
