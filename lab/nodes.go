@@ -109,6 +109,12 @@ func (l *lab) ensureNetwork(ctx context.Context) error {
 	return nil
 }
 
+// registryHosts map Docker Hub's names to the node's loopback (see containerConfig).
+var registryHosts = []string{
+	"registry-1.docker.io:127.0.0.1", "index.docker.io:127.0.0.1", "auth.docker.io:127.0.0.1",
+	"docker.io:127.0.0.1", "production.cloudflare.docker.com:127.0.0.1",
+}
+
 // containerConfig is how a node container is made: its own address and host name, and
 // what it needs to run its own Docker engine later (see LAB.md: all capabilities but
 // SYS_RESOURCE, no seccomp or AppArmor profile, the host's cgroup tree, a tmpfs /run and
@@ -137,6 +143,10 @@ func containerConfig(n node, imageRef string) (*container.Config, *container.Hos
 		// registry) fails (after the resolver's timeout) and sends nothing off this
 		// machine.
 		DNS: []string{"127.0.0.1"},
+		// The lab has no registry: the registry names point at the node itself, so
+		// the pull a swarm task attempts before it starts (the image is there
+		// already) is refused at once instead of waiting out the DNS timeout.
+		ExtraHosts: registryHosts,
 		Mounts: []mount.Mount{{
 			Type: mount.TypeVolume, Source: n.Volume(), Target: "/var/lib/docker",
 		}},

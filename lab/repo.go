@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ const (
 	// repoPackages are what the cache holds, with every dependency apt picks for them
 	// on the node image (--no-install-recommends, as InstallDocker installs).
 	repoPackages = "docker.io"
+	// repoExtraPackages are what the benchmark's Ansible run installs on the nodes
+	// (bench/: Python for Ansible's modules). They are kept in extra/, which the
+	// index covers but the offline bundle (the .deb files at the top) does not.
+	repoExtraPackages = "python3 python3-apt python3-docker"
 	// envNoFetch set to 1 makes `lab up` fail instead of downloading a missing package
 	// cache: the tests set it, so that a test run never reaches Debian's mirror.
 	envNoFetch = "CLUSTERFLOW_LAB_NO_FETCH"
@@ -86,8 +91,13 @@ func repoComplete(dir, imageID string) bool {
 			return false
 		}
 	}
-	return true
+	b, err = os.ReadFile(filepath.Join(dir, "PACKAGES"))
+	return err == nil && string(b) == repoPackageList()
 }
+
+// repoPackageList is what a cache was made for (its PACKAGES file): a cache made
+// for another list is made again.
+func repoPackageList() string { return repoPackages + "\nextra: " + repoExtraPackages + "\n" }
 
 // ensureRepoCache returns the package cache of the node image imageRef, making it
 // when missing (unless fetch is false): in a throwaway container of the image on the
@@ -123,7 +133,17 @@ func ensureRepoCache(ctx context.Context, cli *client.Client, out io.Writer, ima
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", err
 	}
-	if err := downloadDebs(ctx, cli, imageRef, tmp); err != nil {
+	if err := downloadDebs(ctx, cli, imageRef, tmp, repoPackages); err != nil {
+		return "", err
+	}
+	extra := filepath.Join(tmp, "extra")
+	if err := os.Mkdir(extra, 0o755); err != nil {
+		return "", err
+	}
+	if err := downloadDebs(ctx, cli, imageRef, extra, repoExtraPackages); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "PACKAGES"), []byte(repoPackageList()), 0o644); err != nil {
 		return "", err
 	}
 	n, err := writeRepoIndex(ctx, tmp)
@@ -143,9 +163,9 @@ func ensureRepoCache(ctx context.Context, cli *client.Client, out io.Writer, ima
 	return dir, nil
 }
 
-// downloadDebs has apt download repoPackages in a throwaway container of imageRef and
-// copies the .deb files it got into dir.
-func downloadDebs(ctx context.Context, cli *client.Client, imageRef, dir string) error {
+// downloadDebs has apt download packages (and what they need on the image) in a
+// throwaway container of imageRef and copies the .deb files it got into dir.
+func downloadDebs(ctx context.Context, cli *client.Client, imageRef, dir, packages string) error {
 	name := fmt.Sprintf("clusterflow-lab-repo-fetch-%d", os.Getpid())
 	created, err := cli.ContainerCreate(ctx, &container.Config{
 		Image: imageRef, Entrypoint: []string{"sleep", "900"},
@@ -164,9 +184,9 @@ func downloadDebs(ctx context.Context, cli *client.Client, imageRef, dir string)
 	const fetch = `set -e
 apt-get update -q >/dev/null
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --download-only --no-install-recommends "$@" >/dev/null`
-	argv := append([]string{"sh", "-c", fetch, "sh"}, strings.Fields(repoPackages)...)
+	argv := append([]string{"sh", "-c", fetch, "sh"}, strings.Fields(packages)...)
 	if _, err := execOK(ctx, cli, name, argv...); err != nil {
-		return fmt.Errorf("download %s: %w", repoPackages, err)
+		return fmt.Errorf("download %s: %w", packages, err)
 	}
 	rc, _, err := cli.CopyFromContainer(ctx, created.ID, "/var/cache/apt/archives/.")
 	if err != nil {
@@ -201,7 +221,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --download-only --no-instal
 		found++
 	}
 	if found == 0 {
-		return fmt.Errorf("apt downloaded no .deb for %s in %s", repoPackages, name)
+		return fmt.Errorf("apt downloaded no .deb for %s in %s", packages, name)
 	}
 	return nil
 }
@@ -223,11 +243,20 @@ func writeRepoIndex(ctx context.Context, dir string) (int, error) {
 		}
 	}
 	sort.Strings(debs)
+	top := len(debs) // SHA256SUMS lists these: the offline bundle
+	if more, err := filepath.Glob(filepath.Join(dir, "extra", "*.deb")); err == nil {
+		sort.Strings(more)
+		for _, m := range more {
+			if name := filepath.Base(m); !slices.Contains(debs[:top], name) {
+				debs = append(debs, "extra/"+name)
+			}
+		}
+	}
 	if len(debs) == 0 {
 		return 0, fmt.Errorf("no .deb files in %s", dir)
 	}
 	var packages, sums bytes.Buffer
-	for _, name := range debs {
+	for i, name := range debs {
 		p := filepath.Join(dir, name)
 		control, err := exec.CommandContext(ctx, "dpkg-deb", "-f", p).Output()
 		if err != nil {
@@ -248,7 +277,9 @@ func writeRepoIndex(ctx context.Context, dir string) (int, error) {
 		size := fi.Size()
 		packages.Write(bytes.TrimRight(control, "\n"))
 		fmt.Fprintf(&packages, "\nFilename: ./%s\nSize: %d\nSHA256: %s\n\n", name, size, sum)
-		fmt.Fprintf(&sums, "%s  %s\n", sum, name)
+		if i < top {
+			fmt.Fprintf(&sums, "%s  %s\n", sum, name)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "Packages"), packages.Bytes(), 0o644); err != nil {
 		return 0, err

@@ -91,6 +91,12 @@ func TestWriteRepoIndex(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "IMAGE"), []byte("sha256:x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if repoComplete(dir, "sha256:x") {
+		t.Error("complete without PACKAGES (a cache from before the extra packages)")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "PACKAGES"), []byte(repoPackageList()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if !repoComplete(dir, "sha256:x") || repoComplete(dir, "sha256:y") {
 		t.Error("repoComplete does not follow IMAGE")
 	}
