@@ -58,7 +58,11 @@ test-browser:
 # -p 1: the lab has fixed names and addresses, so one package at a time. `lab consul`
 # first: the consul binary the Consul tests send to the nodes, from the cache
 # directory (/var/cache/clusterflow), or built when missing (~20 min cold on 2 cores).
+# `lab repo`: the lab apt repository's packages (docker.io and its dependencies), the
+# nodes' only package source, downloaded once per node image into the same cache; the
+# tests never download them (CLUSTERFLOW_LAB_NO_FETCH=1) and reach no outside mirror.
 test-lab:
+	$(GO) run ./lab repo >/dev/null
 	$(GO) run ./lab consul >/dev/null
 	$(GO) test -tags lab -p 1 -count=1 -timeout 45m ./lab/... ./internal/e2e/...
 
@@ -71,6 +75,7 @@ FAULT_TRIALS   ?= 5
 FAULT_KILLS    ?= 20
 FAULT_RESTARTS ?= 5
 test-faults:
+	$(GO) run ./lab repo >/dev/null
 	$(GO) run ./lab consul >/dev/null
 	CLUSTERFLOW_FAULT_TRIALS=$(FAULT_TRIALS) CLUSTERFLOW_FAULT_KILLS=$(FAULT_KILLS) CLUSTERFLOW_FAULT_RESTARTS=$(FAULT_RESTARTS) \
 	  $(GO) test -tags lab -count=1 -timeout 60m -run TestLabFaults -v ./internal/e2e/
@@ -91,9 +96,11 @@ test:
 
 # Runs the cluster playbook (SSH keys in a mesh, Docker, a 3-server Consul cluster,
 # a swarm with an overlay network and a replicated service) on a 3-node lab with the
-# embedded Temporal server and its Web UI.
+# embedded Temporal server and its Web UI. The nodes install Docker from the lab
+# apt repository (`lab repo`), not from Debian's mirror.
 demo:
 	@bash lab/prereqs.sh
+	$(GO) run ./lab repo >/dev/null
 	$(GO) run ./lab consul >/dev/null
 	$(GO) run ./lab up
 	$(GO) run ./starter run playbooks/cluster.yaml

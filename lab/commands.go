@@ -41,7 +41,7 @@ State: .clusterflow/lab/ under the current directory, or $CLUSTERFLOW_STATE_DIR/
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newUpCommand(), newDownCommand(), newStatusCommand(), newSSHCommand(), newImagesCommand(), newConsulCommand())
+	root.AddCommand(newUpCommand(), newDownCommand(), newStatusCommand(), newSSHCommand(), newImagesCommand(), newRepoCommand(), newConsulCommand())
 	return root
 }
 
@@ -131,8 +131,9 @@ func newImagesCommand() *cobra.Command {
 		Short: "Build the lab images when missing or out of date",
 		Long: `images makes sure debian:bookworm exists (made with debootstrap when missing) and
 builds ` + nodeImage + ` from lab/node.Dockerfile, and with --prebaked also
-` + prebakedImage + `. An image is rebuilt only when its build files changed
-(label ` + labelContextHash + `) or with --rebuild. It also creates the lab key pair
+` + prebakedImage + `, then the lab repository's package cache when missing (as
+` + "`lab repo`" + `). An image is rebuilt only when its build files changed (label
+` + labelContextHash + `) or with --rebuild. It also creates the lab key pair
 in the state directory (needed before docker-compose up, which mounts it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -153,6 +154,10 @@ in the state directory (needed before docker-compose up, which mounts it).`,
 			if err := b.ensure(cmd.Context(), spec); err != nil {
 				return err
 			}
+			// The package cache of the lab repository, which needs the node image.
+			if _, _, err := ensureRepo(cmd.Context(), l.cli, cmd.OutOrStdout(), true); err != nil {
+				return err
+			}
 			// The key pair too, so that the state directory exists, belongs to the
 			// user and holds the key before docker-compose mounts it into the worker.
 			_, created, err := ensureKeyPair(l.paths)
@@ -171,6 +176,40 @@ in the state directory (needed before docker-compose up, which mounts it).`,
 	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "build even when up to date")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show build output")
 	return cmd
+}
+
+func newRepoCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "repo",
+		Short: "Make the lab apt repository's package cache (once per node image) and print its directory",
+		Long: `repo builds ` + nodeImage + ` when needed, then makes sure the cache directory holds
+the lab's flat apt repository for that image: ` + repoPackages + ` and every package it depends on,
+downloaded once by apt in a throwaway container of the image (from the image's own
+sources, Debian's mirror), with Packages, Release and SHA256SUMS files. It also builds the
+repository server (a static Go binary). ` + "`lab up`" + ` serves the cache from the container
+` + repoContainer + ` at ` + repoURL() + `, the nodes' only apt source. This is an
+installation step: make test-lab and make demo run it, and the tests (` + envNoFetch + `=1)
+never download.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, done, err := openLab(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			// Progress on stderr: stdout is the directory alone.
+			b := &imageBuilder{cli: l.cli, out: cmd.ErrOrStderr(), verbose: io.Discard}
+			if err := b.ensure(cmd.Context(), nodeImageSpec); err != nil {
+				return err
+			}
+			dir, _, err := ensureRepo(cmd.Context(), l.cli, cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), dir)
+			return nil
+		},
+	}
 }
 
 func newConsulCommand() *cobra.Command {

@@ -40,7 +40,10 @@ var basePackages = []string{
 }
 
 // debianSources replaces debootstrap's sources.list: the same suites as the official
-// debian:bookworm image.
+// debian:bookworm image. They are used only at installation time (building the
+// prebaked image, `lab repo` downloading the lab repository's packages): `lab up`
+// replaces them in every node with the lab repository (nodeAptSources), so nodes
+// never reach Debian's mirror.
 const debianSources = `Types: deb
 URIs: http://deb.debian.org/debian
 Suites: bookworm bookworm-updates

@@ -13,7 +13,9 @@ package main
 // repository's .clusterflow, and leaves it up.
 //
 // Traffic goes only to the containers and networks the run made (NETWORK RULE), and to
-// Debian's mirror when an image has to be built.
+// Debian's mirror when an image has to be built. The nodes' apt knows only the lab
+// repository, whose package cache must come from `go run ./lab repo` beforehand
+// (CLUSTERFLOW_LAB_NO_FETCH=1 here).
 
 import (
 	"bytes"
@@ -82,6 +84,9 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
+	// The lab repository's package cache comes from `go run ./lab repo` (make test-lab
+	// runs it): a test run downloads nothing.
+	os.Setenv(envNoFetch, "1")
 	start := time.Now()
 	if err := run(ctx, []string{"up", "--prebaked"}, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "lab up: %v\n", err)
@@ -477,4 +482,67 @@ func matches(re, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestNodesUseOnlyTheLabRepository checks that apt in every node knows the lab
+// repository and nothing else: the sources name only it, apt-get update fetches only
+// from it, and docker.io's candidate comes from it.
+func TestNodesUseOnlyTheLabRepository(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range testNodes {
+		srcs, err := execOK(ctx, testLab.cli, n.Container(), "sh", "-c",
+			`cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -E '^[[:space:]]*(deb|URIs:)' || :`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(srcs); got != "URIs: "+repoURL() {
+			t.Errorf("%s: apt sources are not just the lab repository: %q", n.Name, got)
+		}
+		out, err := execOK(ctx, testLab.cli, n.Container(), "sh", "-c", "apt-get update -o Acquire::Retries=0 2>&1")
+		if err != nil {
+			t.Fatalf("%s: apt-get update: %v\n%s", n.Name, err, out)
+		}
+		// apt names the repository by its URL without the trailing slash.
+		url := strings.TrimSuffix(repoURL(), "/") + " ./ "
+		fetched := 0
+		for _, l := range strings.Split(out, "\n") {
+			l = strings.TrimSpace(l)
+			if !strings.HasPrefix(l, "Get:") && !strings.HasPrefix(l, "Hit:") && !strings.HasPrefix(l, "Ign:") && !strings.HasPrefix(l, "Err:") {
+				continue
+			}
+			fetched++
+			if strings.HasPrefix(l, "Err:") || !strings.Contains(l, url) {
+				t.Errorf("%s: apt-get update: %s", n.Name, l)
+			}
+		}
+		if fetched == 0 {
+			t.Errorf("%s: apt-get update fetched nothing:\n%s", n.Name, out)
+		}
+		policy, err := execOK(ctx, testLab.cli, n.Container(), "apt-cache", "policy", "docker.io")
+		if err != nil || !strings.Contains(policy, url+"Packages") {
+			t.Errorf("%s: docker.io does not come from the lab repository (%v):\n%s", n.Name, err, policy)
+		}
+		if n.Index == 0 {
+			t.Logf("apt-get update on %s:\n%s", n.Name, strings.TrimSpace(out))
+		}
+	}
+}
+
+// TestNodesResolveOnlyLabNames checks that a node resolves the lab's names and no
+// other: the engine's embedded DNS forwards outside names to 127.0.0.1 in the node,
+// where nothing answers, so no lookup leaves this machine (the lookup fails after the
+// resolver's timeout, about 20 s).
+func TestNodesResolveOnlyLabNames(t *testing.T) {
+	ctx := context.Background()
+	n := testNodes[0]
+	out, err := execOK(ctx, testLab.cli, n.Container(), "getent", "hosts", "slave01")
+	if err != nil || !strings.Contains(out, nodeAt(1).Address.String()) {
+		t.Errorf("%s: getent hosts slave01: %q, %v", n.Name, out, err)
+	}
+	start := time.Now()
+	res, err := execIn(ctx, testLab.cli, n.Container(), nil, "getent", "hosts", "deb.debian.org")
+	if err != nil || res.ExitCode == 0 {
+		t.Errorf("%s: an outside name resolves: %+v, %v", n.Name, res, err)
+	}
+	t.Logf("%s: getent hosts deb.debian.org failed (exit %d) after %s", n.Name, res.ExitCode, time.Since(start).Round(time.Millisecond))
 }

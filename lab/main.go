@@ -9,6 +9,7 @@
 //	go run ./lab status                        one line per node
 //	go run ./lab ssh NODE [-- CMD...]          system ssh into a node, strict host keys
 //	go run ./lab images [--prebaked]           build the images only
+//	go run ./lab repo                          the lab apt repository's package cache (made once)
 //	go run ./lab consul                        the consul binary's path (built once, cached)
 //	go run ./lab down                          remove every container, volume and network
 //

@@ -109,10 +109,17 @@ func (l *lab) ensureNetwork(ctx context.Context) error {
 	return nil
 }
 
+// registryHosts map Docker Hub's names to the node's loopback (see containerConfig).
+var registryHosts = []string{
+	"registry-1.docker.io:127.0.0.1", "index.docker.io:127.0.0.1", "auth.docker.io:127.0.0.1",
+	"docker.io:127.0.0.1", "production.cloudflare.docker.com:127.0.0.1",
+}
+
 // containerConfig is how a node container is made: its own address and host name, and
 // what it needs to run its own Docker engine later (see LAB.md: all capabilities but
 // SYS_RESOURCE, no seccomp or AppArmor profile, the host's cgroup tree, a tmpfs /run and
-// a volume for /var/lib/docker, since overlay2 does not stack on overlay).
+// a volume for /var/lib/docker, since overlay2 does not stack on overlay), and no DNS
+// beyond the lab's own names.
 func containerConfig(n node, imageRef string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	stop := 30
 	useInit := true // tini as PID 1 reaps what the node's daemons orphan
@@ -130,6 +137,16 @@ func containerConfig(n node, imageRef string) (*container.Config, *container.Hos
 		Tmpfs:        map[string]string{"/run": "rw,nosuid,nodev,exec,mode=0755"},
 		Binds:        []string{"/sys/fs/cgroup:/sys/fs/cgroup:rw"},
 		CgroupnsMode: container.CgroupnsModeHost,
+		// The engine's embedded DNS (127.0.0.11) answers the lab's names and forwards
+		// any other name to these servers, from the node: 127.0.0.1, where nothing
+		// listens, so a lookup of an outside name (a node's engine looking for a
+		// registry) fails (after the resolver's timeout) and sends nothing off this
+		// machine.
+		DNS: []string{"127.0.0.1"},
+		// The lab has no registry: the registry names point at the node itself, so
+		// the pull a swarm task attempts before it starts (the image is there
+		// already) is refused at once instead of waiting out the DNS timeout.
+		ExtraHosts: registryHosts,
 		Mounts: []mount.Mount{{
 			Type: mount.TypeVolume, Source: n.Volume(), Target: "/var/lib/docker",
 		}},
@@ -178,8 +195,9 @@ func (l *lab) ensureNode(ctx context.Context, n node, imageRef, imageID string, 
 }
 
 // provision waits until the node's init has started sshd, installs the lab key into
-// root's authorized_keys (appending; other keys stay) and reads the node's host key out
-// of band, through the engine rather than over the network.
+// root's authorized_keys (appending; other keys stay), points apt at the lab
+// repository only (replacing debian.sources and any sources.list) and reads the
+// node's host key out of band, through the engine rather than over the network.
 func (l *lab) provision(ctx context.Context, n node, signer ssh.Signer) (ssh.PublicKey, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -204,9 +222,14 @@ touch /root/.ssh/authorized_keys
 grep -qxF "$1" /root/.ssh/authorized_keys || printf '%s\n' "$1" >>/root/.ssh/authorized_keys
 chmod 700 /root/.ssh
 chmod 600 /root/.ssh/authorized_keys
-chown root:root /root/.ssh /root/.ssh/authorized_keys`
-	if _, err := execOK(ctx, l.cli, n.Container(), "sh", "-c", install, "sh", authorizedKeyLine(signer)); err != nil {
-		return nil, fmt.Errorf("node %s: install lab key: %w", n.Name, err)
+chown root:root /root/.ssh /root/.ssh/authorized_keys
+# apt: the lab repository only, never Debian's mirror (lab/README.md).
+umask 022
+printf '%s' "$2" >/etc/apt/sources.list.d/debian.sources.tmp
+mv /etc/apt/sources.list.d/debian.sources.tmp /etc/apt/sources.list.d/debian.sources
+rm -f /etc/apt/sources.list`
+	if _, err := execOK(ctx, l.cli, n.Container(), "sh", "-c", install, "sh", authorizedKeyLine(signer), nodeAptSources()); err != nil {
+		return nil, fmt.Errorf("node %s: install lab key and apt sources: %w", n.Name, err)
 	}
 	out, err := execOK(ctx, l.cli, n.Container(), "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
 	if err != nil {
@@ -255,9 +278,18 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 	if err != nil {
 		return fmt.Errorf("inspect image %s: %w", imageRef, err)
 	}
+	// The package cache of the lab repository is made at installation time (`lab repo`);
+	// with CLUSTERFLOW_LAB_NO_FETCH=1 (the tests) a missing one is an error.
+	repoDir, repoServer, err := ensureRepo(ctx, l.cli, l.out, os.Getenv(envNoFetch) != "1")
+	if err != nil {
+		return err
+	}
 	imagesDone := time.Now()
 
 	if err := l.ensureNetwork(ctx); err != nil {
+		return err
+	}
+	if err := l.ensureRepoContainer(ctx, repoDir, repoServer); err != nil {
 		return err
 	}
 	existing, err := l.listNodes(ctx)
@@ -340,8 +372,8 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Name, n.Address, strings.Join(n.Groups(), ","), n.Container())
 	}
 	tw.Flush()
-	fmt.Fprintf(l.out, "inventory:   %s\nknown_hosts: %s\nkey:         %s\nimage:       %s\n",
-		l.paths.Inventory, l.paths.KnownHosts, l.paths.Key, imageRef)
+	fmt.Fprintf(l.out, "inventory:   %s\nknown_hosts: %s\nkey:         %s\nimage:       %s\napt:         %s (%s, the nodes' only package source)\n",
+		l.paths.Inventory, l.paths.KnownHosts, l.paths.Key, imageRef, repoURL(), repoContainer)
 	if consul != "" {
 		fmt.Fprintf(l.out, "consul:      %s (%s, sums in %s)\n", consul, consulVersion, consulSums)
 	}

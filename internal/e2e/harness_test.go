@@ -265,7 +265,9 @@ func (c *cluster) labUp(n int, prebaked bool) string {
 	state := filepath.Join(c.dir, "state")
 	lab := func(args ...string) {
 		cmd := exec.Command(filepath.Join(binDir, "lab"), args...)
-		cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+state)
+		// NO_FETCH: the lab's package cache must already exist (`lab repo`, run by
+		// make test-lab); a test run never downloads from Debian's mirror.
+		cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+state, "CLUSTERFLOW_LAB_NO_FETCH=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			c.t.Fatalf("lab %v: %v\n%s", args, err, out)

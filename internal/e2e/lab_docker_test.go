@@ -35,8 +35,11 @@ import (
 //     version was read through the Docker API over SSH, and /var/log/dpkg.log shows
 //     docker.io reaching "installed" exactly once per node: no package step ran
 //     twice to completion. A second run reports every node unchanged.
-//   - offline: a fourth node whose default route is cut (apt-get update fails there)
-//     installs from a .deb bundle sent from this machine over SFTP.
+//     Their packages come from the lab repository (clusterflow-lab-repo), the nodes'
+//     only apt source: no test reaches Debian's mirror.
+//   - offline: a fourth node whose default route is cut and whose route to the lab
+//     repository is prohibited (apt-get update fails there) installs from a .deb
+//     bundle (the lab repository's package cache) sent from this machine over SFTP.
 //
 // Run: go test -tags lab -count=1 -run Docker -v ./internal/e2e/
 func TestInstallDockerLab(t *testing.T) {
@@ -158,6 +161,10 @@ echo "dpkg --audit: $(dpkg --audit 2>&1 | grep -c . || :) lines"`)
 			t.Errorf("%s: engine not supervised: %q", h.Name, svc)
 		}
 	}
+	// The packages came from the lab repository, the nodes' only apt source.
+	for _, h := range hosts {
+		aptUsesOnlyLabRepo(t, h.Name)
+	}
 	t.Logf("dpkg.log of master, docker.io lines:\n%s", indent(nodeSh(t, "master", "grep ' docker.io:' /var/log/dpkg.log")))
 	daemon := nodeSh(t, "master", "cat /etc/docker/daemon.json")
 	for _, want := range []string{`"log-level": "warn"`, `"log-driver": "json-file"`, `"max-size": "10m"`} {
@@ -196,20 +203,22 @@ func installOfflineWithoutRoute(t *testing.T, c *cluster, h playbooks.Host) {
 	bundle := offlineBundle(t)
 	node := h.Name
 
-	// Cut the node off every package mirror: no default route. The lab network is
-	// directly connected, so SSH from this machine still works.
-	nodeSh(t, node, "ip route del default")
+	// Cut the node off every package source: no default route, and the lab repository
+	// (in the directly connected lab network, which SSH from this machine still uses)
+	// behind a prohibit route.
+	nodeSh(t, node, "ip route del default && ip route add prohibit "+labRepoAddress+"/32")
 	t.Logf("%s routes now: %s", node, strings.ReplaceAll(nodeSh(t, node, "ip route"), "\n", "; "))
-	// A route lookup sends nothing; apt-get update is given 10 s (name resolution
-	// alone hangs without a route, so it usually times out: exit status 124).
-	if out, err := nodeShErr(node, "ip route get 192.0.2.1"); err == nil || !strings.Contains(out, "unreachable") {
-		t.Fatalf("%s still has a route out: %s", node, out)
+	// A route lookup sends nothing; apt-get update is given 10 s.
+	for _, addr := range []string{"192.0.2.1", labRepoAddress} {
+		if out, err := nodeShErr(node, "ip route get "+addr); err == nil {
+			t.Fatalf("%s still has a route to %s: %s", node, addr, out)
+		}
 	}
 	out, err := nodeShErr(node, "timeout 10 apt-get update -o Acquire::Retries=0 2>&1")
-	if err == nil {
-		t.Fatalf("apt-get update still works on %s without a default route:\n%s", node, out)
-	}
 	why := grepLines(out, "Err:", "E:", "W:", "Could not", "Temporary failure", "unreachable")
+	if err == nil && !strings.Contains(out, "Err:") {
+		t.Fatalf("apt-get update still works on %s without a route to any package source:\n%s", node, out)
+	}
 	if why == "" {
 		why = "nothing fetched within 10 s"
 	}
@@ -252,58 +261,59 @@ func installOfflineWithoutRoute(t *testing.T, c *cluster, h playbooks.Host) {
 	}
 }
 
-// offlineCacheDir keeps the lab's offline bundle between test runs.
-const offlineCacheDir = "/var/cache/clusterflow/offline-docker"
+// labRepoAddress is where the lab's apt repository (clusterflow-lab-repo) answers, the
+// only package source of the lab nodes (lab/repo.go).
+const (
+	labRepoAddress = "10.211.73.10"
+	labRepoURL     = "http://" + labRepoAddress + ":8080/"
+)
 
 // offlineBundle returns a directory of the .deb files docker.io needs on a lab node,
-// with a SHA256SUMS file. It is made once per node image, in a throwaway container
-// of that image on the default bridge (which reaches Debian's mirror), and cached.
+// with a SHA256SUMS file: the lab repository's package cache for the node image, made
+// at installation time by `go run ./lab repo` (make test-lab runs it). The test
+// downloads nothing.
 func offlineBundle(t *testing.T) string {
 	t.Helper()
 	image := strings.TrimSpace(docker(t, "image", "inspect", "--format", "{{.Id}}", "clusterflow-node:bookworm"))
-	if b, err := os.ReadFile(filepath.Join(offlineCacheDir, "IMAGE")); err == nil && strings.TrimSpace(string(b)) == image {
-		if _, err := os.Stat(filepath.Join(offlineCacheDir, "SHA256SUMS")); err == nil {
-			t.Logf("offline bundle: cached in %s", offlineCacheDir)
-			return offlineCacheDir
-		}
+	cache := os.Getenv("CLUSTERFLOW_CACHE_DIR")
+	if cache == "" {
+		cache = "/var/cache/clusterflow"
 	}
-	begin := time.Now()
-	name := fmt.Sprintf("clusterflow-offline-bundle-%d", os.Getpid())
-	docker(t, "run", "-d", "--rm", "--name", name, "--entrypoint", "sleep", "clusterflow-node:bookworm", "600")
-	defer exec.Command("docker", "rm", "-f", name).Run()
-	docker(t, "exec", name, "sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --download-only --no-install-recommends docker.io >/dev/null")
-
-	tmp := offlineCacheDir + fmt.Sprintf(".tmp-%d", os.Getpid())
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(cache, "apt-repo", strings.TrimPrefix(image, "sha256:")[:12])
+	b, err := os.ReadFile(filepath.Join(dir, "IMAGE"))
+	if err != nil || strings.TrimSpace(string(b)) != image {
+		t.Fatalf("no package cache for clusterflow-node:bookworm (%s) in %s: run `go run ./lab repo` first (make test-lab does)", image, dir)
 	}
-	docker(t, "cp", name+":/var/cache/apt/archives/.", tmp)
-	entries, err := os.ReadDir(tmp)
+	sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("package cache %s: %v: run `go run ./lab repo` again", dir, err)
 	}
-	var sums strings.Builder
-	for _, e := range entries {
-		p := filepath.Join(tmp, e.Name())
-		if !strings.HasSuffix(e.Name(), ".deb") {
-			os.RemoveAll(p) // apt's lock and partial/
-			continue
+	t.Logf("offline bundle: the lab repository's cache %s, %d files", dir, strings.Count(string(sums), "\n"))
+	return dir
+}
+
+// aptUsesOnlyLabRepo checks on a node that apt's sources name the lab repository and
+// nothing else, and that apt-get update fetched from it alone.
+func aptUsesOnlyLabRepo(t *testing.T, node string) {
+	t.Helper()
+	srcs := nodeSh(t, node, `cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -E '^[[:space:]]*(deb|URIs:)' || :`)
+	if srcs != "URIs: "+labRepoURL {
+		t.Errorf("%s: apt sources are not just the lab repository:\n%s", node, indent(srcs))
+	}
+	out := nodeSh(t, node, "apt-get update -o Acquire::Retries=0 2>&1")
+	fetched := grepLines(out, "Get:", "Hit:", "Ign:", "Err:")
+	url := strings.TrimSuffix(labRepoURL, "/") + " ./ " // as apt names the repository
+	if fetched == "" {
+		t.Errorf("%s: apt-get update fetched nothing:\n%s", node, indent(out))
+	}
+	for _, l := range strings.Split(fetched, "\n") {
+		if strings.HasPrefix(l, "Err:") || !strings.Contains(l, url) {
+			t.Errorf("%s: apt-get update: %s", node, l)
 		}
-		sums.WriteString(fileSum(t, p) + "  " + e.Name() + "\n")
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "SHA256SUMS"), []byte(sums.String()), 0o644); err != nil {
-		t.Fatal(err)
+	if policy := nodeSh(t, node, "apt-cache policy docker.io"); !strings.Contains(policy, url+"Packages") {
+		t.Errorf("%s: docker.io does not come from the lab repository:\n%s", node, indent(policy))
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "IMAGE"), []byte(image+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(offlineCacheDir)
-	if err := os.Rename(tmp, offlineCacheDir); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("offline bundle: built in %s, %d files:\n%s", time.Since(begin).Round(time.Millisecond), strings.Count(sums.String(), "\n"), indent(sums.String()))
-	return offlineCacheDir
 }
 
 func fileSum(t *testing.T, p string) string {
