@@ -111,6 +111,7 @@ demo:
 # 30 minutes; rewrites the table in docs/BENCHMARKS.md. Not part of `make test`.
 bench:
 	@bash lab/prereqs.sh
+	$(GO) run ./lab repo >/dev/null
 	$(GO) run ./bench
 
 clean:
