@@ -506,21 +506,12 @@ func (s *Swarm) UpdateNode(ctx context.Context, req UpdateNodeRequest) (SwarmCha
 		return SwarmChange{}, err
 	}
 	defer cli.Close()
-	for attempt := 0; ; attempt++ {
-		nodes, err := s.nodes(ctx, m, cli)
-		if err != nil {
-			return SwarmChange{}, err
-		}
-		n, err := s.findNode(ctx, nodes, req.Node, req.NodeID)
-		if err != nil {
-			return SwarmChange{}, err
-		}
-		spec := n.Spec
+	n, did, err := s.editNode(ctx, m, cli, req.Node, req.NodeID, "update node", func(nodes []swarm.Node, n swarm.Node, spec *swarm.NodeSpec) ([]string, error) {
 		var did []string
 		if req.Role != "" && string(spec.Role) != req.Role {
 			if req.Role == string(swarm.NodeRoleWorker) {
 				if err := checkQuorum(nodesOf(nodes), n.ID, "demoting "+req.Node.Name, false); err != nil {
-					return SwarmChange{}, err
+					return nil, err
 				}
 			}
 			spec.Role = swarm.NodeRole(req.Role)
@@ -544,26 +535,55 @@ func (s *Swarm) UpdateNode(ctx context.Context, req UpdateNodeRequest) (SwarmCha
 				did = append(did, "label "+k+"="+v)
 			}
 		}
-		if len(did) == 0 {
-			if err := s.waitRole(ctx, m, cli, n.ID, string(spec.Role)); err != nil {
-				return SwarmChange{}, err
-			}
-			return SwarmChange{Message: "unchanged (" + describeNode(n) + ")", State: SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}}, nil
+		return did, nil
+	})
+	if err != nil {
+		return SwarmChange{}, err
+	}
+	role := string(n.Spec.Role)
+	if req.Role != "" {
+		role = req.Role
+	}
+	if err := s.waitRole(ctx, m, cli, n.ID, role); err != nil {
+		return SwarmChange{}, err
+	}
+	state := SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}
+	if len(did) == 0 {
+		return SwarmChange{Message: "unchanged (" + describeNode(n) + ")", State: state}, nil
+	}
+	return SwarmChange{Changed: true, Message: strings.Join(did, ", "), State: state}, nil
+}
+
+// editNode reads the swarm's nodes through the manager, finds node (by id when
+// known), lets edit change a copy of its spec, and writes the spec back when edit
+// did something, reading again when another writer got there first ("update out of
+// sequence"). It returns the node as read and what edit did (nothing: no write).
+func (s *Swarm) editNode(ctx context.Context, m playbooks.Host, cli *client.Client, node playbooks.Host, id, what string,
+	edit func(nodes []swarm.Node, n swarm.Node, spec *swarm.NodeSpec) ([]string, error)) (swarm.Node, []string, error) {
+	for attempt := 0; ; attempt++ {
+		nodes, err := s.nodes(ctx, m, cli)
+		if err != nil {
+			return swarm.Node{}, nil, err
+		}
+		n, err := s.findNode(ctx, nodes, node, id)
+		if err != nil {
+			return swarm.Node{}, nil, err
+		}
+		spec := n.Spec
+		did, err := edit(nodes, n, &spec)
+		if err != nil || len(did) == 0 {
+			return n, nil, err
 		}
 		activity.RecordHeartbeat(ctx, strings.Join(did, ", "))
 		actx, cancel := context.WithTimeout(ctx, apiTimeout)
 		err = cli.NodeUpdate(actx, n.ID, n.Version, spec)
 		cancel()
-		if err != nil {
-			if strings.Contains(err.Error(), "update out of sequence") && attempt < 5 {
-				continue // someone else changed the node: read it again
-			}
-			return SwarmChange{}, apiFailure(ctx, m, "update node "+req.Node.Name, err)
+		if err == nil {
+			return n, did, nil
 		}
-		if err := s.waitRole(ctx, m, cli, n.ID, string(spec.Role)); err != nil {
-			return SwarmChange{}, err
+		if !strings.Contains(err.Error(), "update out of sequence") || attempt >= 5 {
+			return n, nil, apiFailure(ctx, m, what+" "+node.Name, err)
 		}
-		return SwarmChange{Changed: true, Message: strings.Join(did, ", "), State: SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}}, nil
 	}
 }
 
@@ -657,10 +677,7 @@ func (s *Swarm) WaitDrained(ctx context.Context, req DrainRequest) (DrainStatus,
 		return DrainStatus{}, err
 	}
 	defer cli.Close()
-	timeout := req.Timeout.Std()
-	if timeout <= 0 {
-		timeout = 10 * time.Minute
-	}
+	timeout := waitTimeout(req.Timeout)
 	start := time.Now()
 	if activity.IsActivity(ctx) {
 		start = activity.GetInfo(ctx).StartedTime

@@ -203,39 +203,28 @@ func (s *Swarm) DrainForUpgrade(ctx context.Context, req UpgradeNodeRequest) (Sw
 		return SwarmChange{}, err
 	}
 	defer cli.Close()
-	for attempt := 0; ; attempt++ {
-		nodes, err := s.nodes(ctx, m, cli)
-		if err != nil {
-			return SwarmChange{}, err
-		}
-		n, err := s.findNode(ctx, nodes, req.Node, req.NodeID)
-		if err != nil {
-			return SwarmChange{}, err
-		}
-		state := SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}
+	n, did, err := s.editNode(ctx, m, cli, req.Node, req.NodeID, "drain node", func(nodes []swarm.Node, n swarm.Node, spec *swarm.NodeSpec) ([]string, error) {
 		if n.ManagerStatus != nil {
 			if why := upgradeRefusal(nodes, n, req.Node.Name); why != "" {
-				return SwarmChange{}, temporal.NewNonRetryableApplicationError(why, ErrQuorum, nil)
+				return nil, temporal.NewNonRetryableApplicationError(why, ErrQuorum, nil)
 			}
 		}
-		if n.Spec.Availability == swarm.NodeAvailabilityDrain {
-			return SwarmChange{Message: "already drained", State: state}, nil
+		if spec.Availability == swarm.NodeAvailabilityDrain {
+			return nil, nil
 		}
-		spec := n.Spec
 		spec.Availability = swarm.NodeAvailabilityDrain
 		spec.Labels = cloneLabels(spec.Labels)
 		spec.Labels[UpgradeLabel] = "drained"
-		actx, cancel := context.WithTimeout(ctx, apiTimeout)
-		err = cli.NodeUpdate(actx, n.ID, n.Version, spec)
-		cancel()
-		if err != nil {
-			if strings.Contains(err.Error(), "update out of sequence") && attempt < 5 {
-				continue
-			}
-			return SwarmChange{}, apiFailure(ctx, m, "drain node "+req.Node.Name, err)
-		}
-		return SwarmChange{Changed: true, Message: "drained", State: state}, nil
+		return []string{"drained"}, nil
+	})
+	if err != nil {
+		return SwarmChange{}, err
 	}
+	state := SwarmNodeState{Host: req.Node.Name, NodeID: n.ID}
+	if len(did) == 0 {
+		return SwarmChange{Message: "already drained", State: state}, nil
+	}
+	return SwarmChange{Changed: true, Message: "drained", State: state}, nil
 }
 
 // WaitNodeReady waits until the node is Ready (and, for a manager, reachable) and

@@ -321,7 +321,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 		if p.Action != UpgradeActionUpgrade {
 			return
 		}
-		id := u.nodeID(h.Name)
+		id := u.node(h.Name).NodeID
 		if !u.sw.call(ctx, h.Name, SwarmPhaseDrain, activities.UpgradeNodeRequest{Manager: manager, Node: h, NodeID: id}, swarmActs.DrainForUpgrade, nil) {
 			return
 		}
@@ -392,14 +392,14 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 		return false
 	}
 	eachHost(ctx, hosts, func(ctx workflow.Context, h playbooks.Host) {
-		id, p := u.nodeID(h.Name), u.byHost[h.Name]
+		id, p := u.node(h.Name).NodeID, u.byHost[h.Name]
 		var engine string
 		if !u.sw.callWith(ctx, waitOpts, h.Name, UpgradePhaseReady, activities.UpgradeNodeRequest{Manager: manager, Node: h, NodeID: id, Timeout: timeout},
 			swarmActs.WaitNodeReady, &engine) {
 			return
 		}
 		u.res.Engines[h.Name] = engine
-		wasActive := p.Availability == "active" || u.labelled(h.Name)
+		wasActive := p.Availability == "active" || u.node(h.Name).Labelled
 		req := activities.UpdateNodeRequest{Manager: manager, Node: h, NodeID: id, Labels: map[string]string{activities.UpgradeLabel: ""}}
 		if wasActive {
 			req.Availability = "active"
@@ -457,19 +457,25 @@ func (u *upgradeRun) stopBatch(ctx workflow.Context, n int, batch []string) bool
 // outside avoid. When none answers, every unfinished host fails with the reason.
 func (u *upgradeRun) manager(ctx workflow.Context, avoid []string) (playbooks.Host, bool) {
 	var first, later []playbooks.Host
-	if h, ok := hostNamed(u.in.Cluster, u.in.Upgrade.Manager); ok && !slices.Contains(avoid, h.Name) {
-		first = append(first, h)
-	}
-	for _, h := range append(slices.Clone(u.in.Cluster), u.in.Hosts...) {
-		if slices.ContainsFunc(first, func(o playbooks.Host) bool { return o.Name == h.Name }) ||
-			slices.ContainsFunc(later, func(o playbooks.Host) bool { return o.Name == h.Name }) {
-			continue
-		}
-		if slices.Contains(avoid, h.Name) {
+	seen := map[string]bool{} // looked up only, never ranged
+	add := func(h playbooks.Host) {
+		switch {
+		case seen[h.Name]:
+		case slices.Contains(avoid, h.Name):
 			later = append(later, h)
-		} else {
+		default:
 			first = append(first, h)
 		}
+		seen[h.Name] = true
+	}
+	if h, ok := hostNamed(u.in.Cluster, u.in.Upgrade.Manager); ok && !slices.Contains(avoid, h.Name) {
+		add(h)
+	}
+	for _, h := range u.in.Cluster {
+		add(h)
+	}
+	for _, h := range u.in.Hosts {
+		add(h)
 	}
 	candidates := append(first, later...)
 	var name string
@@ -539,25 +545,15 @@ func (u *upgradeRun) record(ctx workflow.Context, after int, nodes []string, cou
 	u.sw.publish(ctx)
 }
 
-func (u *upgradeRun) nodeID(host string) string {
-	for _, n := range u.stateNodes() {
+// node is host's node as read before the first batch.
+func (u *upgradeRun) node(host string) activities.UpgradeNode {
+	for _, n := range u.state.Nodes {
 		if n.Host == host {
-			return n.NodeID
+			return n
 		}
 	}
-	return ""
+	return activities.UpgradeNode{Host: host}
 }
-
-func (u *upgradeRun) labelled(host string) bool {
-	for _, n := range u.stateNodes() {
-		if n.Host == host {
-			return n.Labelled
-		}
-	}
-	return false
-}
-
-func (u *upgradeRun) stateNodes() []activities.UpgradeNode { return u.state.Nodes }
 
 func (u *upgradeRun) result() *RollingUpgradeResult {
 	u.res.Hosts = u.sw.outcomes()
