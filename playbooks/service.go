@@ -152,24 +152,10 @@ func readService(f *file, m *fields, s *Step, c *stepContext) {
 		v.Mounts = f.serviceMounts(n, p)
 	}
 	if n, p := m.get("networks"); n != nil {
-		if names, ok := f.stringList(n, p); ok {
-			for i, name := range names {
-				if !dockerName.MatchString(name) {
-					f.errorAt(n.Content[i], indexPath(p, i), "must be a network name, got %s", quote(name))
-				}
-			}
-			v.Networks = names
-		}
+		v.Networks = f.patternList(n, p, dockerName, "a network name")
 	}
 	if n, p := m.get("constraints"); n != nil {
-		if cs, ok := f.stringList(n, p); ok {
-			for i, cons := range cs {
-				if !constraintSpec.MatchString(cons) {
-					f.errorAt(n.Content[i], indexPath(p, i), "must be ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, such as node.role==manager, got %s", quote(cons))
-				}
-			}
-			v.Constraints = cs
-		}
+		v.Constraints = f.patternList(n, p, constraintSpec, "ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, such as node.role==manager")
 	}
 	if n, p := m.get("healthCheck"); n != nil {
 		v.HealthCheck = f.healthCheck(n, p)
@@ -367,4 +353,19 @@ func (f *file) updatePolicy(n *yaml.Node, path string, update bool) *UpdatePolic
 		}
 	}
 	return u
+}
+
+// patternList reads a list of strings that must each match re; want describes the
+// form for the message ("must be WANT, got ...").
+func (f *file) patternList(n *yaml.Node, path string, re *regexp.Regexp, want string) []string {
+	items, ok := f.stringList(n, path)
+	if !ok {
+		return nil
+	}
+	for i, s := range items {
+		if !re.MatchString(s) {
+			f.errorAt(n.Content[i], indexPath(path, i), "must be %s, got %s", want, quote(s))
+		}
+	}
+	return items
 }
