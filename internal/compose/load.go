@@ -173,12 +173,27 @@ func (l *load) compose(ctx context.Context) (*types.Project, error) {
 		details.ConfigFiles = append(details.ConfigFiles, types.ConfigFile{
 			Filename: filepath.Join(dir, filepath.FromSlash(rel)), Content: l.sc.snapshot[rel]})
 	}
-	return loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+	return loadRecovered(ctx, details, func(o *loader.Options) {
 		o.SetProjectName(l.opts.Stack, true)
 		o.SkipConsistencyCheck = true // check() does it, with lines
 		o.Interpolate.Substitute = strictSubstitute
 		o.ResourceLoaders = []loader.ResourceLoader{snapshotGuard{dir}}
 	})
+}
+
+// errComposePanic is what a panic inside compose-go becomes. Its value is not
+// shown: it could hold a value of the files.
+var errComposePanic = errors.New("compose-go failed on these files (it panicked): check the type of each value against the Compose Specification")
+
+// loadRecovered runs compose-go, which has panicked on input it should refuse
+// (v2.16.2: an env_file entry without a path), and turns a panic into an error.
+func loadRecovered(ctx context.Context, details types.ConfigDetails, opt func(*loader.Options)) (p *types.Project, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, errComposePanic
+		}
+	}()
+	return loader.LoadWithContext(ctx, details, opt)
 }
 
 // snapshotGuard refuses an include or extends path that leaves the snapshot

@@ -152,7 +152,7 @@ func (s *scanner) scan(src *source, ctx scanCtx) {
 			s.errAt(src, root, nil, "the top level of a Compose file must be a mapping")
 			continue
 		}
-		s.walk(src, root, nil, ctx.env, false)
+		s.walk(src, root, nil, ctx.env, false, map[*yaml.Node]bool{})
 		if ctx.kind != kindExtends {
 			s.includes(src, root, ctx)
 			s.objectFiles(src, root, ctx)
@@ -162,19 +162,27 @@ func (s *scanner) scan(src *source, ctx scanCtx) {
 }
 
 // walk checks every key against the supported list and every string against
-// interpolation.
-func (s *scanner) walk(src *source, n *yaml.Node, p fieldPath, env map[string]string, extension bool) {
-	if s.visits++; s.visits > maxVisits {
+// interpolation. open holds the nodes being walked: an alias to one of them is
+// a loop.
+func (s *scanner) walk(src *source, n *yaml.Node, p fieldPath, env map[string]string, extension bool, open map[*yaml.Node]bool) {
+	if s.visits++; s.visits > maxVisits || len(open) > maxDepth {
 		if !s.tooDeep {
 			s.tooDeep = true
-			s.errAt(src, n, p, "the file expands to more than %d YAML nodes (aliases included)", maxVisits)
+			s.errAt(src, n, p, "the file nests deeper than %d levels or expands to more than %d YAML nodes (aliases included)", maxDepth, maxVisits)
 		}
 		return
 	}
 	n = deref(n)
-	if n == nil {
+	if n == nil || s.tooDeep {
 		return
 	}
+	if open[n] {
+		s.errAt(src, n, p, "an alias refers to a node that contains it")
+		s.tooDeep = true
+		return
+	}
+	open[n] = true
+	defer delete(open, n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		checkKeys := !extension && takesMapping(p.pattern())
@@ -188,11 +196,11 @@ func (s *scanner) walk(src *source, n *yaml.Node, p fieldPath, env map[string]st
 					continue
 				}
 			}
-			s.walk(src, e.value, kp, env, ext)
+			s.walk(src, e.value, kp, env, ext, open)
 		}
 	case yaml.SequenceNode:
 		for i, item := range n.Content {
-			s.walk(src, item, p.index(i), env, extension)
+			s.walk(src, item, p.index(i), env, extension, open)
 		}
 	case yaml.ScalarNode:
 		if n.Tag == "!!str" {
@@ -465,7 +473,9 @@ func (s *scanner) serviceEnvFiles(src *source, svc *yaml.Node, sp fieldPath, ctx
 			}
 			ip = ip.key("path")
 			item = child(item, "path")
-			if isNull(item) {
+			if isNull(item) || item.Kind != yaml.ScalarNode {
+				// compose-go v2.16.2 panics on an entry without a path
+				s.errAt(src, deref(items[i]), ip, "each env_file entry needs a path (a string)")
 				continue
 			}
 		}

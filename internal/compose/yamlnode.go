@@ -25,11 +25,17 @@ func deref(n *yaml.Node) *yaml.Node {
 // entry is a key and its value in a mapping.
 type entry struct{ key, value *yaml.Node }
 
+// maxDepth bounds how deep nodes nest, aliases followed: an alias may name a
+// node that contains it, and a walk must end.
+const maxDepth = 64
+
 // entries are the pairs of a mapping, with YAML merge keys (<<: *base) expanded
 // first so that explicit keys come after (and override) merged ones.
-func entries(n *yaml.Node) []entry {
+func entries(n *yaml.Node) []entry { return mergedEntries(n, 0) }
+
+func mergedEntries(n *yaml.Node, depth int) []entry {
 	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || n.Kind != yaml.MappingNode || depth > maxDepth {
 		return nil
 	}
 	var merged, own []entry
@@ -42,10 +48,10 @@ func entries(n *yaml.Node) []entry {
 			}
 			if v.Kind == yaml.SequenceNode {
 				for _, m := range v.Content {
-					merged = append(merged, entries(m)...)
+					merged = append(merged, mergedEntries(m, depth+1)...)
 				}
 			} else {
-				merged = append(merged, entries(v)...)
+				merged = append(merged, mergedEntries(v, depth+1)...)
 			}
 			continue
 		}
