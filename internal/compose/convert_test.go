@@ -157,7 +157,9 @@ func TestServiceSpec(t *testing.T) {
 				Interval: 10 * time.Second, Timeout: time.Second, Retries: 3, StartPeriod: 5 * time.Second}
 		})},
 		{"healthcheck disabled", "st", web(func(s *types.ServiceConfig) { s.HealthCheck = &types.HealthCheckConfig{Disable: true} }),
-			spec(func(w *swarm.ServiceSpec) { w.TaskTemplate.ContainerSpec.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}} })},
+			spec(func(w *swarm.ServiceSpec) {
+				w.TaskTemplate.ContainerSpec.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
+			})},
 		{"update and rollback", "st", web(func(s *types.ServiceConfig) {
 			s.Deploy = &types.DeployConfig{
 				UpdateConfig:   &types.UpdateConfig{Parallelism: ptr(uint64(2)), Delay: types.Duration(5 * time.Second), FailureAction: "rollback", Monitor: types.Duration(time.Minute), MaxFailureRatio: 0.2, Order: "start-first"},
@@ -272,9 +274,9 @@ func TestServiceSpecErrors(t *testing.T) {
 	svc := web(func(s *types.ServiceConfig) {
 		s.Image = ""
 		s.Deploy = &types.DeployConfig{Mode: "global", Replicas: ptr(2),
-			Resources:     types.Resources{Limits: &types.Resource{NanoCPUs: -1}},
-			RestartPolicy: &types.RestartPolicy{Condition: "maybe"},
-			UpdateConfig:  &types.UpdateConfig{Order: "sideways"},
+			Resources:      types.Resources{Limits: &types.Resource{NanoCPUs: -1}},
+			RestartPolicy:  &types.RestartPolicy{Condition: "maybe"},
+			UpdateConfig:   &types.UpdateConfig{Order: "sideways"},
 			RollbackConfig: &types.UpdateConfig{FailureAction: "rollback"}}
 		s.Ports = []types.ServicePortConfig{{Target: 80, Published: "99999", Mode: "mesh", Protocol: "icmp"}}
 		s.Secrets = []types.ServiceSecretConfig{{Source: "nope"}}

@@ -118,35 +118,72 @@ func fileTarget(r types.FileReferenceConfig, defaultDir, field string, fe *field
 		Mode: os.FileMode(mode)}
 }
 
-func secretRefs(ns Namespace, refs []types.ServiceSecretConfig, secrets types.Secrets, fe *fieldErrors) []*swarm.SecretReference {
-	var out []*swarm.SecretReference
+// objectRef is a secret or config reference of a service, converted.
+type objectRef struct {
+	name   string
+	target swarm.SecretReferenceFileTarget
+}
+
+// objectRefs converts a service's secret or config references (kind names
+// them in errors), sorted by object name as docker/cli sorts them so that an
+// unchanged service is not updated for their order. names maps the stack's
+// keys to the object names the file gives (empty: STACK_key).
+func objectRefs(ns Namespace, refs []types.FileReferenceConfig, names map[string]string, kind, defaultDir string, fe *fieldErrors) []objectRef {
+	var out []objectRef
 	for i, r := range refs {
-		field := fmt.Sprintf("secrets[%d]", i)
-		obj, ok := secrets[r.Source]
+		field := fmt.Sprintf("%ss[%d]", kind, i)
+		name, ok := names[r.Source]
 		if !ok {
-			fe.add(field, "undefined secret %s: declare it in the top-level secrets", quote(r.Source))
+			fe.add(field, "undefined %s %s: declare it in the top-level %ss", kind, quote(r.Source), kind)
 			continue
 		}
-		t := fileTarget(types.FileReferenceConfig(r), secretsDir, field, fe)
-		out = append(out, &swarm.SecretReference{File: &t, SecretName: ns.objectName(r.Source, obj.Name)})
+		out = append(out, objectRef{ns.objectName(r.Source, name), fileTarget(r, defaultDir, field, fe)})
 	}
-	slices.SortStableFunc(out, func(a, b *swarm.SecretReference) int { return cmp.Compare(a.SecretName, b.SecretName) })
+	slices.SortStableFunc(out, func(a, b objectRef) int { return cmp.Compare(a.name, b.name) })
+	return out
+}
+
+// fileRefs are a service's secret or config references as the type they share.
+func fileRefs[R types.ServiceSecretConfig | types.ServiceConfigObjConfig](refs []R) []types.FileReferenceConfig {
+	var out []types.FileReferenceConfig
+	for _, r := range refs {
+		out = append(out, types.FileReferenceConfig(r))
+	}
+	return out
+}
+
+// objectNames are the names the file gives the stack's secrets or configs, by key.
+func objectNames[O types.SecretConfig | types.ConfigObjConfig](objs map[string]O) map[string]string {
+	names := map[string]string{}
+	for k, v := range fileObjects(objs) {
+		names[k] = v.Name
+	}
+	return names
+}
+
+// fileObjects are the stack's secrets or configs as the type they share.
+func fileObjects[O types.SecretConfig | types.ConfigObjConfig](objs map[string]O) map[string]types.FileObjectConfig {
+	out := map[string]types.FileObjectConfig{}
+	for k, v := range objs {
+		out[k] = types.FileObjectConfig(v)
+	}
+	return out
+}
+
+func secretRefs(ns Namespace, refs []types.ServiceSecretConfig, secrets types.Secrets, fe *fieldErrors) []*swarm.SecretReference {
+	var out []*swarm.SecretReference
+	for _, r := range objectRefs(ns, fileRefs(refs), objectNames(secrets), "secret", secretsDir, fe) {
+		out = append(out, &swarm.SecretReference{File: &r.target, SecretName: r.name})
+	}
 	return out
 }
 
 func configRefs(ns Namespace, refs []types.ServiceConfigObjConfig, configs types.Configs, fe *fieldErrors) []*swarm.ConfigReference {
 	var out []*swarm.ConfigReference
-	for i, r := range refs {
-		field := fmt.Sprintf("configs[%d]", i)
-		obj, ok := configs[r.Source]
-		if !ok {
-			fe.add(field, "undefined config %s: declare it in the top-level configs", quote(r.Source))
-			continue
-		}
-		t := swarm.ConfigReferenceFileTarget(fileTarget(types.FileReferenceConfig(r), "/", field, fe))
-		out = append(out, &swarm.ConfigReference{File: &t, ConfigName: ns.objectName(r.Source, obj.Name)})
+	for _, r := range objectRefs(ns, fileRefs(refs), objectNames(configs), "config", "/", fe) {
+		t := swarm.ConfigReferenceFileTarget(r.target)
+		out = append(out, &swarm.ConfigReference{File: &t, ConfigName: r.name})
 	}
-	slices.SortStableFunc(out, func(a, b *swarm.ConfigReference) int { return cmp.Compare(a.ConfigName, b.ConfigName) })
 	return out
 }
 
@@ -168,22 +205,22 @@ func ResolveObjects(spec *swarm.ServiceSpec, secrets, configs map[string]ObjectI
 	c := *cs
 	c.Secrets, c.Configs = nil, nil
 	var missing []string
+	resolve := func(kind, name string, ids map[string]ObjectID) (string, string) {
+		id, ok := ids[name]
+		if !ok {
+			missing = append(missing, kind+" "+name)
+			return "", name
+		}
+		return id.ID, id.Name
+	}
 	for _, r := range cs.Secrets {
 		ref := *r
-		if id, ok := secrets[r.SecretName]; ok {
-			ref.SecretID, ref.SecretName = id.ID, id.Name
-		} else {
-			missing = append(missing, "secret "+r.SecretName)
-		}
+		ref.SecretID, ref.SecretName = resolve("secret", r.SecretName, secrets)
 		c.Secrets = append(c.Secrets, &ref)
 	}
 	for _, r := range cs.Configs {
 		ref := *r
-		if id, ok := configs[r.ConfigName]; ok {
-			ref.ConfigID, ref.ConfigName = id.ID, id.Name
-		} else {
-			missing = append(missing, "config "+r.ConfigName)
-		}
+		ref.ConfigID, ref.ConfigName = resolve("config", r.ConfigName, configs)
 		c.Configs = append(c.Configs, &ref)
 	}
 	spec.TaskTemplate.ContainerSpec = &c

@@ -153,6 +153,11 @@ func (s *scanner) scan(src *source, ctx scanCtx) {
 			continue
 		}
 		s.walk(src, root, nil, ctx.env, false, map[*yaml.Node]bool{})
+		if n := child(root, "name"); ctx.kind == kindMain && !isNull(n) {
+			if v, ok := s.str(src, n, fieldPath{"name"}, ctx.env); ok && v != ctx.env["COMPOSE_PROJECT_NAME"] {
+				s.errAt(src, n, fieldPath{"name"}, "the stack's name is the step's (%s), and this file names it %s: leave name out", ctx.env["COMPOSE_PROJECT_NAME"], quote(v))
+			}
+		}
 		if ctx.kind != kindExtends {
 			s.includes(src, root, ctx)
 			s.objectFiles(src, root, ctx)

@@ -110,15 +110,9 @@ func (l *load) check(p *types.Project) {
 		}
 	}
 	for _, kind := range []string{"secrets", "configs"} {
-		objs := map[string]types.FileObjectConfig{}
+		objs := fileObjects(p.Configs)
 		if kind == "secrets" {
-			for k, v := range p.Secrets {
-				objs[k] = types.FileObjectConfig(v)
-			}
-		} else {
-			for k, v := range p.Configs {
-				objs[k] = types.FileObjectConfig(v)
-			}
+			objs = fileObjects(p.Secrets)
 		}
 		for _, key := range slices.Sorted(maps.Keys(objs)) {
 			o := objs[key]
@@ -198,11 +192,12 @@ func (l *load) convert(p *types.Project) *Stack {
 		}
 		st.Volumes = append(st.Volumes, vol)
 	}
-	for _, key := range slices.Sorted(maps.Keys(p.Secrets)) {
-		st.Secrets = append(st.Secrets, l.object(ns, key, types.FileObjectConfig(p.Secrets[key])))
+	secrets, configs := fileObjects(p.Secrets), fileObjects(p.Configs)
+	for _, key := range slices.Sorted(maps.Keys(secrets)) {
+		st.Secrets = append(st.Secrets, l.object(ns, key, secrets[key]))
 	}
-	for _, key := range slices.Sorted(maps.Keys(p.Configs)) {
-		st.Configs = append(st.Configs, l.object(ns, key, types.FileObjectConfig(p.Configs[key])))
+	for _, key := range slices.Sorted(maps.Keys(configs)) {
+		st.Configs = append(st.Configs, l.object(ns, key, configs[key]))
 	}
 	return st
 }
