@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -200,6 +202,27 @@ func TestLoadOptions(t *testing.T) {
 	} {
 		if _, err := Load(context.Background(), o); err == nil {
 			t.Errorf("Load(%+v) accepted it", o)
+		}
+	}
+}
+
+// TestExtendsCycle: services that extend each other, in one file or across
+// two, end in an error, not a loop.
+func TestExtendsCycle(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("same.yaml", "services:\n  a:\n    image: x\n    extends: b\n  b:\n    image: x\n    extends: a\n")
+	write("one.yaml", "services:\n  a:\n    image: x\n    extends: {file: two.yaml, service: b}\n")
+	write("two.yaml", "services:\n  b:\n    image: x\n    extends: {file: one.yaml, service: a}\n")
+	for _, f := range []string{"same.yaml", "one.yaml"} {
+		_, err := Load(context.Background(), LoadOptions{Root: root, Files: []string{f}, Stack: "st"})
+		var list ErrorList
+		if !errors.As(err, &list) || !strings.Contains(err.Error(), "Circular reference") {
+			t.Errorf("%s: Load = %v; want a circular reference", f, err)
 		}
 	}
 }

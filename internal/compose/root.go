@@ -73,9 +73,6 @@ func (c *confinement) rel(base, p string) (string, error) {
 	return r, nil
 }
 
-// abs is the worker path of a root-relative path.
-func (c *confinement) abs(rel string) string { return filepath.Join(c.dir, filepath.FromSlash(rel)) }
-
 // statFile checks that rel (as written: shown) is a regular file inside the root,
 // following symbolic links that stay inside.
 func (c *confinement) statFile(rel, shown string) error {
