@@ -355,3 +355,14 @@ func TestDigest(t *testing.T) {
 		}
 	}
 }
+
+func TestPortConfig(t *testing.T) {
+	pc, err := PortConfig(types.ServicePortConfig{Target: 80, Published: "8080"})
+	if err != nil || pc != (swarm.PortConfig{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: "ingress"}) {
+		t.Errorf("PortConfig = %+v, %v", pc, err)
+	}
+	_, err = PortConfig(types.ServicePortConfig{Target: 80, Mode: "mesh"})
+	if fe := FieldErrors(err); len(fe) != 1 || fe[0].Field != "mode" {
+		t.Errorf("PortConfig errors %v; want one for mode", err)
+	}
+}
