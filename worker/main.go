@@ -201,7 +201,7 @@ func runCodecServer(ctx context.Context, cfg config.Config, stdout, stderr io.Wr
 	}
 	logger := app.NewLogger(cfg, stderr)
 	origins := cfg.CodecOrigins()
-	addr, stop, err := codec.Serve(cfg.Codec.Address, codec.Handler(codec.New(cfg.Codec.Keys), origins), logger)
+	addr, stop, err := codec.Serve(cfg.Codec.Address, codec.Handler(codec.New(cfg.Codec.Keys), origins, cfg.Codec.Address), logger)
 	if err != nil {
 		return err
 	}

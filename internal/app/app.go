@@ -105,7 +105,7 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		LogLevel:         slog.LevelWarn,
 	}
 	if cfg.Codec.On() {
-		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins())
+		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins(), cfg.Codec.Address)
 		o.CodecAddress = cfg.Codec.Address
 	}
 	return devserver.Start(o)
