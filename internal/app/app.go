@@ -97,6 +97,8 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		IP:               cfg.Temporal.BindIP,
 		GRPCPort:         cfg.Temporal.GRPCPort,
 		UIPort:           cfg.Temporal.UIPort,
+		HTTPPort:         cfg.Temporal.HTTPPort,
+		Hosts:            cfg.Temporal.UIHosts,
 		DBFile:           cfg.DBFile(),
 		Namespace:        cfg.Temporal.Namespace,
 		Retention:        cfg.Temporal.Retention,
