@@ -58,7 +58,8 @@ type Temporal struct {
 	Server    *devserver.Server // non-nil when this process hosts the server
 	Mode      string            // "remote", "embedded" or "shared" (another process's embedded server)
 	// Metrics receives the SDK's and clusterflow's metrics (client.MetricsNopHandler
-	// unless Connect was given WithMetrics).
+	// unless Connect was given WithMetrics), their label values bounded (see
+	// boundedMetrics).
 	Metrics client.MetricsHandler
 }
 
@@ -122,6 +123,7 @@ func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger, option
 	for _, o := range options {
 		o(t)
 	}
+	t.Metrics = boundedMetrics(t.Metrics)
 	if cfg.Temporal.Embedded() {
 		t.HostPort = dialAddress(cfg.Temporal.BindIP, cfg.Temporal.GRPCPort)
 		if cfg.Temporal.UIPort != 0 {
