@@ -150,7 +150,7 @@ func runWorker(ctx context.Context, cfg config.Config, environ []string, stdout,
 	if t.UIURL != "" {
 		fmt.Fprintf(stdout, "Web UI: %s\n", t.UIURL)
 	}
-	printCodec(stdout, cfg, t.Server)
+	printEndpoints(stdout, cfg, t.Server)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping worker")
 	return nil
@@ -175,14 +175,17 @@ func runServer(ctx context.Context, cfg config.Config, environ []string, stdout,
 	if srv.UIURL() != "" {
 		fmt.Fprintf(stdout, "Web UI: %s\n", srv.UIURL())
 	}
-	printCodec(stdout, cfg, srv)
+	printEndpoints(stdout, cfg, srv)
 	<-ctx.Done()
 	return nil
 }
 
-// printCodec says whether payloads are encrypted, and where the embedded Web UI
-// decodes them when this process serves it.
-func printCodec(stdout io.Writer, cfg config.Config, srv *devserver.Server) {
+// printEndpoints names the embedded server's HTTP API when this process serves it,
+// says whether payloads are encrypted, and where the embedded Web UI decodes them.
+func printEndpoints(stdout io.Writer, cfg config.Config, srv *devserver.Server) {
+	if srv != nil && srv.HTTPURL() != "" {
+		fmt.Fprintf(stdout, "HTTP API: %s\n", srv.HTTPURL())
+	}
 	if !cfg.Codec.On() {
 		return
 	}
@@ -201,7 +204,7 @@ func runCodecServer(ctx context.Context, cfg config.Config, stdout, stderr io.Wr
 	}
 	logger := app.NewLogger(cfg, stderr)
 	origins := cfg.CodecOrigins()
-	addr, stop, err := codec.Serve(cfg.Codec.Address, codec.Handler(codec.New(cfg.Codec.Keys), origins), logger)
+	addr, stop, err := codec.Serve(cfg.Codec.Address, codec.Handler(codec.New(cfg.Codec.Keys), origins, cfg.Codec.Address), logger)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,8 @@ type Temporal struct {
 	Server    *devserver.Server // non-nil when this process hosts the server
 	Mode      string            // "remote", "embedded" or "shared" (another process's embedded server)
 	// Metrics receives the SDK's and clusterflow's metrics (client.MetricsNopHandler
-	// unless Connect was given WithMetrics).
+	// unless Connect was given WithMetrics), their label values bounded (see
+	// boundedMetrics).
 	Metrics client.MetricsHandler
 }
 
@@ -97,6 +98,8 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		IP:               cfg.Temporal.BindIP,
 		GRPCPort:         cfg.Temporal.GRPCPort,
 		UIPort:           cfg.Temporal.UIPort,
+		HTTPPort:         cfg.Temporal.HTTPPort,
+		Hosts:            cfg.Temporal.UIHosts,
 		DBFile:           cfg.DBFile(),
 		Namespace:        cfg.Temporal.Namespace,
 		Retention:        cfg.Temporal.Retention,
@@ -105,7 +108,7 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		LogLevel:         slog.LevelWarn,
 	}
 	if cfg.Codec.On() {
-		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins())
+		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins(), cfg.Codec.Address)
 		o.CodecAddress = cfg.Codec.Address
 	}
 	return devserver.Start(o)
@@ -120,6 +123,7 @@ func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger, option
 	for _, o := range options {
 		o(t)
 	}
+	t.Metrics = boundedMetrics(t.Metrics)
 	if cfg.Temporal.Embedded() {
 		t.HostPort = dialAddress(cfg.Temporal.BindIP, cfg.Temporal.GRPCPort)
 		if cfg.Temporal.UIPort != 0 {

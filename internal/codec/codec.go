@@ -31,6 +31,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/clusterflow/clusterflow/internal/httpguard"
 )
 
 // Metadata of an encrypted payload.
@@ -129,13 +131,17 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 const maxRequestBytes = 16 << 20
 
 // Handler serves POST /encode and POST /decode (the SDK's remote codec protocol, as
-// the Web UI and `temporal` CLI speak it) for browsers on the given origins (e.g.
-// "http://127.0.0.1:8233"), answering their CORS preflight. A request from any other
-// origin is refused, so that no web page the operator visits can use the endpoint;
-// requests with no Origin header (curl, the CLI) are served. The endpoint decrypts for
-// anyone who can reach it: bind it to loopback.
-func Handler(c *Codec, origins []string) http.Handler {
+// the Web UI and `temporal` CLI speak it) on addr, the host:port it listens on, for
+// browsers on the given origins (e.g. "http://127.0.0.1:8233"), answering their CORS
+// preflight. A request from any other origin is refused, so that no web page the
+// operator visits can use the endpoint; requests with no Origin header (curl, the CLI)
+// are served. The endpoint decrypts for anyone who can reach it: bind it to loopback.
+// On any other address (a container's 0.0.0.0, so that a published port reaches it)
+// it decodes only: /encode, which would seal whatever anyone sends with the current
+// key, is refused.
+func Handler(c *Codec, origins []string, addr string) http.Handler {
 	inner := converter.NewPayloadCodecHTTPHandler(c)
+	encode := httpguard.Loopback(addr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if origin := r.Header.Get("Origin"); origin != "" {
 			if !slices.Contains(origins, origin) {
@@ -151,6 +157,11 @@ func Handler(c *Codec, origins []string) http.Handler {
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
+		}
+		if !encode && strings.HasSuffix(r.URL.Path, "/encode") {
+			http.Error(w, fmt.Sprintf("this codec endpoint listens on %s, beyond loopback, and only decodes; "+
+				"/encode is served by an endpoint on a loopback address", addr), http.StatusForbidden)
+			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		inner.ServeHTTP(w, r)

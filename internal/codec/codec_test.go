@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -163,10 +164,17 @@ func TestKeyFile(t *testing.T) {
 		{"k1 " + k1 + "\n", 0o644, "open to other users (mode 0644)"},
 		{"k1 " + k1 + "\n", 0o606, "chmod 600"},
 		{"# a\nk1 " + k1 + "\nk2\n", 0o600, ":3: want \"ID BASE64KEY\""},
-		{"k1 " + short + "\n", 0o600, ":1: key k1: 16 bytes; AES-256 needs 32"},
-		{"k1 " + k1 + "\nk1 " + k2 + "\n", 0o600, `:2: key ID "k1" repeats codec key file`},
-		{"k/1 " + k1 + "\n", 0o600, `:1: key ID "k/1"`},
-		{"k1 not*base64\n", 0o600, ":1: key k1: not base64"},
+		{"k1 " + short + "\n", 0o600, ":1: key: 16 bytes; AES-256 needs 32"},
+		{"k1 " + k1 + "\nk1 " + k2 + "\n", 0o600, `:2: key ID repeats codec key file`},
+		{"k/1 " + k1 + "\n", 0o600, `:1: key ID: use 1 to 64 letters`},
+		{"k1 not*base64\n", 0o600, ":1: key: not base64"},
+		// Swapped fields: the key stands where the ID belongs, in each base64 form.
+		{k1 + " k1\n", 0o600, ":1: the first field is a 32-byte base64 key"},
+		{strings.TrimRight(urlsafe(k1), "=") + " k1\n", 0o600, ":1: the first field is a 32-byte base64 key"},
+		{k1 + " " + k2 + "\n", 0o600, ":1: the first field is a 32-byte base64 key"},
+		{"k1" + k1 + "\n", 0o600, ":1: want \"ID BASE64KEY\", found 1 fields"},
+		{"k1=" + k1 + "\n", 0o600, ":1: want \"ID BASE64KEY\", found 1 fields"},
+		{short + " k1\n", 0o600, ":1: key ID: use 1 to 64"},
 		{"# nothing\n", 0o600, "no keys found"},
 	} {
 		path := writeKeyFile(t, tc.text, tc.mode)
@@ -175,14 +183,19 @@ func TestKeyFile(t *testing.T) {
 			t.Errorf("%q (mode %04o): error %v, want %q naming the file", tc.text, tc.mode, err, tc.want)
 			continue
 		}
-		if strings.Contains(err.Error(), k1) || strings.Contains(err.Error(), k2) {
-			t.Errorf("error quotes key material: %v", err)
+		for _, secret := range []string{k1, k2, short, urlsafe(k1), k1[:20], strings.TrimRight(urlsafe(k1), "=")[20:]} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error quotes key material: %v", err)
+			}
 		}
 	}
 	if _, err := LoadKeyFile(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// urlsafe is standard base64 text in the URL-safe alphabet.
+func urlsafe(std string) string { return strings.NewReplacer("+", "-", "/", "_").Replace(std) }
 
 func TestParseKeysEnv(t *testing.T) {
 	k, err := ParseKeys("b " + newKey(t) + ", a " + newKey(t))
@@ -197,7 +210,7 @@ func TestParseKeysEnv(t *testing.T) {
 func TestHandler(t *testing.T) {
 	c := New(keyring(t, "k1 "+newKey(t)))
 	const origin = "http://127.0.0.1:8233"
-	srv := httptest.NewServer(Handler(c, []string{origin}))
+	srv := httptest.NewServer(Handler(c, []string{origin}, "127.0.0.1:8234"))
 	defer srv.Close()
 
 	enc, err := c.DataConverter().ToPayloads("hello")
@@ -250,6 +263,38 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("other origin: %s %v", resp.Status, resp.Header)
+	}
+}
+
+// TestHandlerEncodeOnLoopbackOnly: an endpoint on a loopback address encodes; one
+// that listens beyond it (0.0.0.0, a LAN address) decodes only.
+func TestHandlerEncodeOnLoopbackOnly(t *testing.T) {
+	c := New(keyring(t, "k1 "+newKey(t)))
+	plain, err := converter.GetDefaultDataConverter().ToPayloads("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := protojson.Marshal(plain)
+	for addr, want := range map[string]int{
+		"127.0.0.1:8234": http.StatusOK, "localhost:8234": http.StatusOK, "[::1]:8234": http.StatusOK,
+		"0.0.0.0:8234": http.StatusForbidden, ":8234": http.StatusForbidden, "192.168.1.5:8234": http.StatusForbidden,
+	} {
+		srv := httptest.NewServer(Handler(c, nil, addr))
+		for path, code := range map[string]int{"/encode": want, "/decode": http.StatusOK} {
+			resp, err := http.Post(srv.URL+path, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != code {
+				t.Errorf("%s on %s: %s %s, want %d", path, addr, resp.Status, msg, code)
+			}
+			if resp.StatusCode == http.StatusForbidden && !strings.Contains(string(msg), "only decodes") {
+				t.Errorf("%s on %s: refusal does not say why: %s", path, addr, msg)
+			}
+		}
+		srv.Close()
 	}
 }
 

@@ -9,13 +9,21 @@ import (
 	"go.temporal.io/sdk/converter"
 )
 
+// keyringVocabulary is the fixed text of the keyring parser's errors: a field that
+// only repeats it is not key material.
+const keyringVocabulary = KeysEnv + ` entry: want "ID BASE64KEY", found fields; the first field is a 32-byte base64 key ` +
+	`where the key ID belongs: write; key ID: use 1 to 64 letters, digits, '.', '_' or '-' (is the line?); ` +
+	`key ID repeats; key: not base64; bytes; AES-256 needs 32 (make one with: head -c 32 /dev/urandom | base64); no keys found`
+
 // FuzzParseKeys feeds the keyring parser arbitrary text (a key file or
-// CLUSTERFLOW_CODEC_KEYS): it must never panic, must never quote key material in an
-// error, and an accepted keyring must encrypt and decrypt.
+// CLUSTERFLOW_CODEC_KEYS): it must never panic, must never quote any field of an
+// entry in an error (the ID neither: swapped fields put a key there), and an accepted
+// keyring must encrypt and decrypt and print no key.
 //
 //	go test -fuzz=FuzzParseKeys -parallel 1 ./internal/codec
 func FuzzParseKeys(f *testing.F) {
 	const key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	urlKey := strings.TrimRight(strings.NewReplacer("+", "-", "/", "_").Replace(key), "=")
 	for _, s := range []string{
 		"k1 " + key,
 		"k2 " + key + "\nk1 " + strings.TrimRight(key, "="),
@@ -24,24 +32,31 @@ func FuzzParseKeys(f *testing.F) {
 		"k1",
 		"bad/id " + key,
 		"k1 " + key[:20],
-		"k1 " + strings.NewReplacer("+", "-", "/", "_").Replace(key),
+		"k1 " + urlKey,
 		"",
+		// Swapped, run together, or the wrong separator.
+		key + " k1",
+		urlKey + " k1",
+		key + " " + key,
+		urlKey + " " + key,
+		"k1" + key,
+		"k1=" + key,
+		"k1:" + key,
+		"\"k1\" \"" + key + "\"",
+		"k1 " + key + " k2",
+		"AAAAAAAAAAAAAAAAAAAAAA== k1", // a 16-byte gossip key where the ID belongs
+		"AAAAAAAAAAAAAAAAAAAAAA " + key,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
+		entries := strings.FieldsFunc(value, func(r rune) bool { return r == '\n' || r == ',' })
 		k, err := ParseKeys(value)
 		if err != nil {
-			// Entries are "ID KEY": the ID may be quoted, anything after it not.
-			for _, e := range strings.FieldsFunc(value, func(r rune) bool { return r == '\n' || r == ',' }) {
-				f := strings.Fields(e)
-				if len(f) == 0 || !keyIDPattern.MatchString(f[0]) {
-					continue // refused for its ID, which the error quotes (escaped)
-				}
-				msg := strings.ReplaceAll(err.Error(), f[0], "")
-				for _, field := range f[1:] {
-					if len(field) >= 16 && strings.Contains(msg, field) {
-						t.Fatalf("error quotes what may be key material %q: %v", field, err)
+			for _, e := range entries {
+				for _, field := range strings.Fields(e) {
+					if len(field) >= 8 && strings.Contains(err.Error(), field) && !strings.Contains(keyringVocabulary, field) {
+						t.Fatalf("error quotes a field of the input, which may be key material (%q): %v", field, err)
 					}
 				}
 			}
@@ -49,6 +64,11 @@ func FuzzParseKeys(f *testing.F) {
 		}
 		if k.Current() == "" || len(k.IDs()) == 0 {
 			t.Fatalf("accepted a keyring without a current key: %v", k)
+		}
+		for _, e := range entries {
+			if f := strings.Fields(e); len(f) == 2 && strings.Contains(k.String(), f[1]) {
+				t.Fatalf("the keyring prints a key (%q): %s", f[1], k)
+			}
 		}
 		c := New(k)
 		in := []*commonpb.Payload{{Metadata: map[string][]byte{converter.MetadataEncoding: []byte("json/plain")}, Data: []byte(value)}}

@@ -81,7 +81,9 @@ func ParseKeys(value string) (*Keyring, error) {
 }
 
 // parse builds a keyring from entries; where names entry i in errors (and the whole
-// source for i < 0). Errors never quote key material.
+// source for i < 0). Errors name the entry and the field, and quote nothing from the
+// entry, the key ID included: when the fields are swapped or run together, what
+// stands where the ID belongs may be a key.
 func parse(entries []string, where func(i int) string) (*Keyring, error) {
 	k := &Keyring{aeads: map[string]cipher.AEAD{}}
 	seen := map[string]int{}
@@ -95,23 +97,26 @@ func parse(entries []string, where func(i int) string) (*Keyring, error) {
 			return nil, fmt.Errorf("%s: want \"ID BASE64KEY\", found %d fields", where(i), len(fields))
 		}
 		id := fields[0]
+		if _, err := decodeKey(id); err == nil {
+			return nil, fmt.Errorf("%s: the first field is a 32-byte base64 key where the key ID belongs: write \"ID BASE64KEY\"", where(i))
+		}
 		if !keyIDPattern.MatchString(id) {
-			return nil, fmt.Errorf("%s: key ID %q: use 1 to 64 letters, digits, '.', '_' or '-'", where(i), id)
+			return nil, fmt.Errorf("%s: key ID: use 1 to 64 letters, digits, '.', '_' or '-' (is the line \"ID BASE64KEY\"?)", where(i))
 		}
 		if j, dup := seen[id]; dup {
-			return nil, fmt.Errorf("%s: key ID %q repeats %s", where(i), id, where(j))
+			return nil, fmt.Errorf("%s: key ID repeats %s", where(i), where(j))
 		}
 		key, err := decodeKey(fields[1])
 		if err != nil {
-			return nil, fmt.Errorf("%s: key %s: %w", where(i), id, err)
+			return nil, fmt.Errorf("%s: key: %w", where(i), err)
 		}
 		block, err := aes.NewCipher(key)
 		if err != nil {
-			return nil, fmt.Errorf("%s: key %s: %w", where(i), id, err)
+			return nil, fmt.Errorf("%s: key: %w", where(i), err)
 		}
 		aead, err := cipher.NewGCM(block)
 		if err != nil {
-			return nil, fmt.Errorf("%s: key %s: %w", where(i), id, err)
+			return nil, fmt.Errorf("%s: key: %w", where(i), err)
 		}
 		seen[id] = i
 		k.ids = append(k.ids, id)

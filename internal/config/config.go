@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/clusterflow/clusterflow/internal/codec"
+	"github.com/clusterflow/clusterflow/internal/httpguard"
 )
 
 // Config is everything a clusterflow process needs to know.
@@ -75,6 +76,12 @@ type Temporal struct {
 	GRPCPort  int
 	UIPort    int
 	Retention time.Duration
+	// UIHosts are the host names, besides localhost, loopback addresses and BindIP,
+	// that the Web UI (and the HTTP API) answer to: a request whose Host header names
+	// anything else is refused, which keeps DNS rebinding pages out.
+	UIHosts []string
+	// HTTPPort is the frontend's HTTP API port; 0 (the default) leaves the API off.
+	HTTPPort int
 }
 
 // Embedded reports whether no Temporal address was configured.
@@ -103,6 +110,8 @@ var settings = []setting{
 	{"embedded.bind", "bind", "address the embedded server and Web UI listen on", "127.0.0.1", []string{"CLUSTERFLOW_BIND"}},
 	{"embedded.grpcPort", "grpc-port", "embedded server frontend port", 7233, []string{"CLUSTERFLOW_GRPC_PORT"}},
 	{"embedded.uiPort", "ui-port", "embedded Web UI port (0 turns the UI off)", 8233, []string{"CLUSTERFLOW_UI_PORT"}},
+	{"embedded.uiHosts", "ui-hosts", "comma-separated host names, besides localhost, loopback addresses and the bind address, that the Web UI (and HTTP API) answer to", "", []string{"CLUSTERFLOW_UI_HOSTS"}},
+	{"embedded.httpPort", "http-port", "embedded server frontend HTTP API port (0 leaves the HTTP API off)", 0, []string{"CLUSTERFLOW_HTTP_PORT"}},
 	{"embedded.retention", "retention", "how long the embedded server keeps closed runs", "720h", []string{"CLUSTERFLOW_RETENTION"}},
 	{"stateDir", "state-dir", "project state directory", ".clusterflow", []string{"CLUSTERFLOW_STATE_DIR"}},
 	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
@@ -193,6 +202,7 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			BindIP:        v.GetString("embedded.bind"),
 			GRPCPort:      v.GetInt("embedded.grpcPort"),
 			UIPort:        v.GetInt("embedded.uiPort"),
+			HTTPPort:      v.GetInt("embedded.httpPort"),
 		},
 	}
 	if c.MetricsAddress == "off" {
@@ -201,10 +211,9 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if c.Codec.Address == "off" {
 		c.Codec.Address = ""
 	}
-	for _, o := range strings.Split(v.GetString("codec.origins"), ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			c.Codec.Origins = append(c.Codec.Origins, strings.TrimSuffix(o, "/"))
-		}
+	c.Temporal.UIHosts = list(v.Get("embedded.uiHosts"))
+	for _, o := range list(v.Get("codec.origins")) {
+		c.Codec.Origins = append(c.Codec.Origins, strings.TrimSuffix(o, "/"))
 	}
 	var err error
 	if c.Temporal.Retention, err = time.ParseDuration(v.GetString("embedded.retention")); err != nil {
@@ -251,8 +260,8 @@ func (c Config) check() error {
 		return errors.New("give both a TLS client certificate and key, or neither")
 	case t.Embedded() && (t.APIKey != "" || t.TLSCert != "" || t.TLSCA != ""):
 		return errors.New("TLS or API key settings need a Temporal address (--address or TEMPORAL_ADDRESS)")
-	case t.GRPCPort < 1 || t.GRPCPort > 65535 || t.UIPort < 0 || t.UIPort > 65535:
-		return errors.New("embedded ports must be between 1 and 65535 (UI port 0 turns the UI off)")
+	case t.GRPCPort < 1 || t.GRPCPort > 65535 || t.UIPort < 0 || t.UIPort > 65535 || t.HTTPPort < 0 || t.HTTPPort > 65535:
+		return errors.New("embedded ports must be between 1 and 65535 (UI port 0 turns the UI off, HTTP port 0 the HTTP API)")
 	case c.StateDir == "":
 		return errors.New("state directory is empty")
 	}
@@ -266,6 +275,11 @@ func (c Config) check() error {
 			return fmt.Errorf("codec address %q: want host:port (or empty to turn the endpoint off): %w", c.Codec.Address, err)
 		}
 	}
+	for _, h := range t.UIHosts {
+		if err := httpguard.CheckName(h); err != nil {
+			return fmt.Errorf("ui hosts (--ui-hosts, CLUSTERFLOW_UI_HOSTS, embedded.uiHosts): %w", err)
+		}
+	}
 	for _, o := range c.Codec.Origins {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return fmt.Errorf("codec origin %q: want scheme://host[:port], as the browser shows the Web UI's address", o)
@@ -275,15 +289,16 @@ func (c Config) check() error {
 }
 
 // CodecOrigins are the Web UI origins the codec endpoint serves: the configured
-// ones, or else the embedded Web UI's on this machine (none when the UI is off).
+// ones, or else the embedded Web UI's on this machine, under each name it answers to
+// (none when the UI is off).
 func (c Config) CodecOrigins() []string {
 	if len(c.Codec.Origins) > 0 || c.Temporal.UIPort == 0 {
 		return c.Codec.Origins
 	}
 	port := strconv.Itoa(c.Temporal.UIPort)
 	origins := []string{"http://127.0.0.1:" + port, "http://localhost:" + port}
-	if ip := net.ParseIP(c.Temporal.BindIP); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
-		origins = append(origins, "http://"+net.JoinHostPort(c.Temporal.BindIP, port))
+	for _, name := range httpguard.NewHosts(c.Temporal.BindIP, c.Temporal.UIHosts).NonLoopback() {
+		origins = append(origins, "http://"+net.JoinHostPort(name, port))
 	}
 	return origins
 }
@@ -341,6 +356,29 @@ func defaultConfigFile(env map[string]string) string {
 		}
 	}
 	return ""
+}
+
+// list reads a setting that holds several values: a comma-separated string (flag,
+// environment) or a YAML list (config file). Empty items are dropped.
+func list(v any) []string {
+	var items []string
+	switch v := v.(type) {
+	case []any:
+		for _, item := range v {
+			items = append(items, fmt.Sprint(item))
+		}
+	case []string:
+		items = v
+	case string:
+		items = strings.Split(v, ",")
+	}
+	var out []string
+	for _, item := range items {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func envMap(environ []string) map[string]string {

@@ -176,3 +176,31 @@ func TestCodec(t *testing.T) {
 		t.Fatalf("an origin without a scheme: %v", err)
 	}
 }
+
+func TestWebSurfaces(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := load(t, nil)
+	if err != nil || c.Temporal.HTTPPort != 0 || len(c.Temporal.UIHosts) != 0 {
+		t.Fatalf("the HTTP API is off and the UI answers loopback names only by default: %v %+v", err, c.Temporal)
+	}
+	c, err = load(t, []string{"--bind", "0.0.0.0", "--http-port", "7243"}, "CLUSTERFLOW_UI_HOSTS=ops.example.internal, 10.1.2.3")
+	if err != nil || c.Temporal.HTTPPort != 7243 || strings.Join(c.Temporal.UIHosts, " ") != "ops.example.internal 10.1.2.3" {
+		t.Fatalf("ui hosts and HTTP port: %v %+v", err, c.Temporal)
+	}
+	if got := strings.Join(c.CodecOrigins(), " "); got != "http://127.0.0.1:8233 http://localhost:8233 http://10.1.2.3:8233 http://ops.example.internal:8233" {
+		t.Fatalf("codec origins follow the UI's names: %s", got)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(file, []byte("embedded:\n  uiHosts: [ops.example.internal, \"[fd00::1]\"]\n"), 0o600)
+	if c, err = load(t, []string{"--config", file}); err != nil || strings.Join(c.Temporal.UIHosts, " ") != "ops.example.internal [fd00::1]" {
+		t.Fatalf("ui hosts as a YAML list: %v %+v", err, c.Temporal)
+	}
+	for _, bad := range []string{"*", "*.example.internal", "ops.example.internal:8233", "a b"} {
+		if _, err := load(t, []string{"--ui-hosts", bad}); err == nil || !strings.Contains(err.Error(), "--ui-hosts") {
+			t.Errorf("--ui-hosts %q: %v", bad, err)
+		}
+	}
+	if _, err := load(t, []string{"--http-port", "70000"}); err == nil {
+		t.Error("HTTP port 70000 accepted")
+	}
+}

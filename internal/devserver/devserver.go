@@ -7,19 +7,20 @@
 package devserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
-	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
-	uiopts "github.com/temporalio/ui-server/v2/server/server_options"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
@@ -30,9 +31,14 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clusterflow/clusterflow/internal/codec"
+	"github.com/clusterflow/clusterflow/internal/httpguard"
 )
 
 // clusterName is the name of the single-cluster setup the embedded server runs.
@@ -44,6 +50,13 @@ type Options struct {
 	IP string
 	// GRPCPort is the frontend port (default 7233). UIPort 0 turns the Web UI off.
 	GRPCPort, UIPort int
+	// HTTPPort is the frontend's HTTP API port; 0 (the default) leaves the HTTP API
+	// off. When on, it answers the Host names the UI does, and refuses requests a
+	// browser sends from a page that is not the Web UI (see browserGuard).
+	HTTPPort int
+	// Hosts are the names, besides localhost, loopback addresses and IP, that the
+	// Web UI and the HTTP API answer to (see internal/httpguard).
+	Hosts []string
 	// DBFile is the SQLite file. Empty means in memory (tests only).
 	DBFile string
 	// Namespace created on every start (idempotent). Default "default".
@@ -68,10 +81,11 @@ type Options struct {
 // Server is a running embedded Temporal server and, optionally, its Web UI.
 type Server struct {
 	srv       temporal.Server
-	ui        *uiserver.Server
+	ui        *webUI
 	level     *slog.LevelVar
 	hostPort  string
 	uiURL     string
+	httpURL   string
 	codecURL  string
 	stopCodec func()
 }
@@ -81,6 +95,9 @@ func (s *Server) HostPort() string { return s.hostPort }
 
 // UIURL is the Web UI's base URL, or "" when the UI is off.
 func (s *Server) UIURL() string { return s.uiURL }
+
+// HTTPURL is the frontend HTTP API's base URL, or "" when it is off.
+func (s *Server) HTTPURL() string { return s.httpURL }
 
 // CodecURL is the codec endpoint's base URL, or "" when this server serves none.
 func (s *Server) CodecURL() string { return s.codecURL }
@@ -100,9 +117,8 @@ func Start(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	hostPort := net.JoinHostPort(o.IP, strconv.Itoa(o.GRPCPort))
-	// The UI server exits the whole process when its port is taken, so check both
-	// ports before starting anything.
-	for _, p := range []int{o.GRPCPort, o.UIPort} {
+	hosts := httpguard.NewHosts(o.IP, o.Hosts)
+	for _, p := range []int{o.GRPCPort, o.HTTPPort} {
 		if p == 0 {
 			continue
 		}
@@ -110,12 +126,41 @@ func Start(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	// The UI's listener is opened first and kept, so that its port cannot be taken
+	// while the server starts.
+	var uiListener net.Listener
+	if o.UIPort != 0 {
+		addr := net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded temporal: web UI: %s is in use (another clusterflow or Temporal server?): %w", addr, err)
+		}
+		uiListener = l
+	}
+	s, err := start(o, hostPort, hosts)
+	if err != nil {
+		if uiListener != nil {
+			uiListener.Close()
+		}
+		return nil, err
+	}
+	if uiListener != nil {
+		if err := s.startUI(o, uiListener, hosts); err != nil {
+			uiListener.Close()
+			s.Stop()
+			return nil, fmt.Errorf("embedded temporal: web UI: %w", err)
+		}
+	}
+	return s, nil
+}
 
+// start brings the Temporal server up (without the UI).
+func start(o Options, hostPort string, hosts httpguard.Hosts) (*Server, error) {
 	sqlCfg, err := prepareDB(o)
 	if err != nil {
 		return nil, err
 	}
-	cfg, hosts, err := serverConfig(o, sqlCfg, hostPort)
+	cfg, staticHosts, err := serverConfig(o, sqlCfg, hostPort)
 	if err != nil {
 		return nil, err
 	}
@@ -131,20 +176,26 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded temporal: claim mapper: %w", err)
 	}
+	dc := dynamicconfig.StaticClient{
+		// New search attributes are usable at once rather than after a cache refresh.
+		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+		// The UI lists runs through visibility; the default rate is low for it.
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
+	}
+	if o.HTTPPort != 0 {
+		// The server's default answers any Host: a DNS rebinding page's too.
+		dc[dynamicconfig.FrontendHTTPAllowedHosts.Key()] = hosts.Patterns()
+	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(cfg),
 		temporal.ForServices(temporal.DefaultServices), // the worker service runs schedules
-		temporal.WithStaticHosts(hosts),
+		temporal.WithStaticHosts(staticHosts),
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authz),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claims }),
-		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
-			// New search attributes are usable at once rather than after a cache refresh.
-			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-			// The UI lists runs through visibility; the default rate is low for it.
-			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
-		}),
+		temporal.WithChainedFrontendGrpcInterceptors(browserGuard(uiOrigins(o, hosts))),
+		temporal.WithDynamicConfigClient(dc),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("embedded temporal: %w", err)
@@ -153,35 +204,90 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded temporal: start: %w", err)
 	}
 	s := &Server{srv: srv, level: level, hostPort: hostPort}
-	if o.UIPort != 0 && o.Codec != nil && o.CodecAddress != "" {
+	if o.HTTPPort != 0 {
+		s.httpURL = "http://" + dialAddress(&net.TCPAddr{IP: net.ParseIP(o.IP), Port: o.HTTPPort})
+		if net.ParseIP(o.IP) == nil { // a host name
+			s.httpURL = "http://" + net.JoinHostPort(o.IP, strconv.Itoa(o.HTTPPort))
+		}
+	}
+	return s, nil
+}
+
+// startUI serves the Web UI on ln (and, with the codec on, the codec endpoint it
+// decodes payloads through).
+func (s *Server) startUI(o Options, ln net.Listener, hosts httpguard.Hosts) error {
+	if o.Codec != nil && o.CodecAddress != "" {
 		if err := s.serveCodec(o); err != nil {
 			o.Logger.Warn("codec endpoint not started: the Web UI will show payloads encrypted; set --codec-address to a free host:port", "error", err)
 		} else {
 			o.CodecEndpoint = s.codecURL
 		}
 	}
-	if o.UIPort != 0 {
-		s.ui = uiserver.NewServer(uiopts.WithConfigProvider(&uiconfig.Config{
-			Host:                o.IP,
-			Port:                o.UIPort,
-			TemporalGRPCAddress: hostPort,
-			EnableUI:            true,
-			DefaultNamespace:    o.Namespace,
-			HideLogs:            true,
-			DisableNewsFetch:    true, // no outside traffic
-			CORS:                uiconfig.CORS{CookieInsecure: true},
-			Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint, PassAccessToken: false},
-			// StartWorkflowDisabled stays false: operators start playbooks from the UI.
-		}))
-		uiErr := make(chan error, 1)
-		go func() { uiErr <- s.ui.Start() }()
-		s.uiURL = "http://" + net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort))
-		if err := waitListening(net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort)), uiErr, 10*time.Second); err != nil {
-			s.Stop()
-			return nil, fmt.Errorf("embedded temporal: web UI: %w", err)
-		}
+	ui, err := startWebUI(ln, &uiconfig.Config{
+		Host:                o.IP,
+		Port:                o.UIPort,
+		TemporalGRPCAddress: s.hostPort,
+		EnableUI:            true,
+		DefaultNamespace:    o.Namespace,
+		HideLogs:            true,
+		DisableNewsFetch:    true, // no outside traffic
+		CORS:                uiconfig.CORS{CookieInsecure: true},
+		Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint, PassAccessToken: false},
+		// StartWorkflowDisabled stays false: operators start playbooks from the UI.
+	}, hosts, o.Logger)
+	if err != nil {
+		return err
 	}
-	return s, nil
+	s.ui = ui
+	s.uiURL = "http://" + dialAddress(ln.Addr().(*net.TCPAddr))
+	return nil
+}
+
+// uiOrigins are the origins a browser shows the Web UI under: the only pages whose
+// requests (which the UI forwards with their Origin) the frontend serves.
+func uiOrigins(o Options, hosts httpguard.Hosts) []string {
+	if o.UIPort == 0 {
+		return nil
+	}
+	var origins []string
+	for _, n := range hosts.Names() {
+		origins = append(origins, "http://"+net.JoinHostPort(n, strconv.Itoa(o.UIPort)))
+	}
+	return origins
+}
+
+// gatewayPrefix is what grpc-gateway (github.com/grpc-ecosystem/grpc-gateway/v2,
+// runtime.MetadataPrefix) puts before the standard HTTP headers it forwards as gRPC
+// metadata.
+const gatewayPrefix = "grpcgateway-"
+
+// browserGuard refuses frontend calls that a browser made on behalf of a page other
+// than the Web UI. Calls through the HTTP API (and through the UI, which forwards
+// the browser's headers) carry the browser's Origin and Content-Type as
+// "grpcgateway-" metadata; gRPC clients send neither. A page elsewhere can send a
+// cross-origin POST without asking first (a "simple request": text/plain or form
+// data, which the Temporal API reads as JSON all the same), so: a call with an
+// Origin is served only when that is the Web UI's (the UI itself sends its JSON as
+// text/plain), and one without (curl; a browser too old to send Origin) only with a
+// JSON body.
+func browserGuard(uiOrigins []string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if origins := md.Get(gatewayPrefix + "origin"); len(origins) > 0 {
+			for _, origin := range origins {
+				if !slices.Contains(uiOrigins, origin) {
+					return nil, status.Errorf(codes.PermissionDenied, "requests from web pages other than the Web UI are refused (Origin %q)", origin)
+				}
+			}
+			return handler(ctx, req)
+		}
+		for _, ct := range md.Get(gatewayPrefix + "content-type") {
+			if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+				return nil, status.Errorf(codes.PermissionDenied, "request bodies must be application/json, not %q", ct)
+			}
+		}
+		return handler(ctx, req)
+	}
 }
 
 // Stop shuts the UI and the server down. The server logs shutdown noise
@@ -189,7 +295,7 @@ func Start(o Options) (*Server, error) {
 func (s *Server) Stop() {
 	s.level.Set(slog.LevelError + 4)
 	if s.ui != nil {
-		s.ui.Stop()
+		s.ui.stop()
 	}
 	if s.stopCodec != nil {
 		s.stopCodec()
@@ -231,14 +337,22 @@ func prepareDB(o Options) (*config.SQL, error) {
 		sqlCfg.ConnectAttributes["mode"] = "rwc"
 		sqlCfg.ConnectAttributes["journal_mode"] = "wal"
 		sqlCfg.ConnectAttributes["synchronous"] = "2" // FULL: a crash loses no acknowledged write
+		if err := privateState(o.DBFile); err != nil {
+			return nil, err
+		}
 		_, err := os.Stat(o.DBFile)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			if err := os.MkdirAll(filepath.Dir(o.DBFile), 0o700); err != nil {
-				return nil, fmt.Errorf("embedded temporal: state directory: %w", err)
+			// Created empty and private first: SQLite would create it with the umask's
+			// mode (0644), and gives its -wal and -shm files the database's mode.
+			f, err := os.OpenFile(o.DBFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return nil, fmt.Errorf("embedded temporal: database: %w", err)
 			}
+			f.Close()
 			// The schema is created once and never migrated: the server version is pinned.
 			if err := sqliteschema.SetupSchema(sqlCfg); err != nil {
+				os.Remove(o.DBFile) // so that the next start tries again
 				return nil, fmt.Errorf("embedded temporal: create schema in %s: %w", o.DBFile, err)
 			}
 		case err != nil:
@@ -260,6 +374,39 @@ func prepareDB(o Options) (*config.SQL, error) {
 	return sqlCfg, nil
 }
 
+// privateState makes the state directory holding dbFile 0700 and the database files
+// in it 0600, whoever created them: the directory may predate this process (the lab
+// and other commands create it too) with the umask's 0755, and the database holds
+// every run's history.
+func privateState(dbFile string) error {
+	dir := filepath.Dir(dbFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("embedded temporal: state directory: %w", err)
+	}
+	for _, p := range []string{dir, dbFile, dbFile + "-wal", dbFile + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("embedded temporal: state directory: %w", err)
+		}
+		perm := info.Mode().Perm()
+		if perm&0o077 == 0 {
+			continue
+		}
+		want := os.FileMode(0o600)
+		if info.IsDir() {
+			want = 0o700
+		}
+		if err := os.Chmod(p, want); err != nil {
+			return fmt.Errorf("embedded temporal: %s is open to other users (mode %04o) and could not be made private: %w; "+
+				"chmod %o it or use another --state-dir", p, perm, err, want)
+		}
+	}
+	return nil
+}
+
 func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
 	cfg := &config.Config{}
 	cfg.Global.Membership = config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: o.IP}
@@ -269,9 +416,9 @@ func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Confi
 		NumHistoryShards: 1,
 		DataStores:       map[string]config.DataStore{"sqlite": {SQL: sqlCfg}},
 	}
-	httpPort, err := freePort(o.IP)
-	if err != nil {
-		return nil, nil, err
+	httpAddress := ""
+	if o.HTTPPort != 0 {
+		httpAddress = net.JoinHostPort(o.IP, strconv.Itoa(o.HTTPPort))
 	}
 	cfg.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
@@ -281,7 +428,7 @@ func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Confi
 			Enabled:                true,
 			InitialFailoverVersion: 1,
 			RPCAddress:             hostPort,
-			HTTPAddress:            net.JoinHostPort(o.IP, strconv.Itoa(httpPort)),
+			HTTPAddress:            httpAddress,
 			ClusterID:              "6c1f3d2e-8a4b-4c5d-9e6f-0a1b2c3d4e5f", // fixed: one embedded cluster per database
 		}},
 	}
@@ -293,7 +440,7 @@ func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Confi
 		svc.RPC.BindOnIP = o.IP
 		if name == primitives.FrontendService {
 			svc.RPC.GRPCPort = o.GRPCPort
-			svc.RPC.HTTPPort = httpPort
+			svc.RPC.HTTPPort = o.HTTPPort // 0: no HTTP API
 		} else {
 			p, err := freePort(o.IP)
 			if err != nil {
@@ -328,22 +475,4 @@ func freePort(ip string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitListening(addr string, failed <-chan error, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		select {
-		case err := <-failed:
-			return err
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not start listening within %s", addr, limit)
-		}
-	}
 }

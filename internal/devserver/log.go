@@ -3,6 +3,8 @@ package devserver
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -21,7 +23,15 @@ func newLogger(l *slog.Logger, level *slog.LevelVar) slogAdapter {
 	return slogAdapter{log: l.With("component", "temporal-server"), level: level}
 }
 
+// expected are warnings about what clusterflow sets up that way on purpose.
+var expected = []string{
+	"HTTP API port has not been set", // the HTTP API is off unless asked for (Nexus needs it; clusterflow uses none)
+}
+
 func (a slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
+	if level == slog.LevelWarn && slices.ContainsFunc(expected, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+		level = slog.LevelInfo
+	}
 	if level < a.level.Level() {
 		return
 	}

@@ -83,14 +83,21 @@ func newCluster(t *testing.T, hosts int) *cluster {
 // the frontend accepts clients.
 func startCluster(t *testing.T, hosts, uiPort int) *cluster {
 	t.Helper()
+	return startClusterWith(t, hosts, uiPort, nil)
+}
+
+// startClusterWith is startCluster with extra environment for the server process
+// and extra `worker server` arguments.
+func startClusterWith(t *testing.T, hosts, uiPort int, env []string, args ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), logs: map[*exec.Cmd]*bytes.Buffer{}}
 	if hosts > 0 {
 		c.ssh = sshtest.New(t, hosts)
 	}
 	c.port = freePort(t)
 	c.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
-	c.start("server", "worker", "server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", strconv.Itoa(uiPort),
-		"--state-dir", filepath.Join(c.dir, "state"))
+	c.startEnv("server", env, "worker", append([]string{"server", "--grpc-port", strconv.Itoa(c.port), "--ui-port", strconv.Itoa(uiPort),
+		"--state-dir", filepath.Join(c.dir, "state")}, args...)...)
 	t.Cleanup(c.stopAll)
 	var err error
 	deadline := time.Now().Add(60 * time.Second)
@@ -110,8 +117,14 @@ func startCluster(t *testing.T, hosts, uiPort int) *cluster {
 
 func (c *cluster) start(label, bin string, args ...string) *exec.Cmd {
 	c.t.Helper()
+	return c.startEnv(label, nil, bin, args...)
+}
+
+// startEnv is start with extra environment for this process only.
+func (c *cluster) startEnv(label string, env []string, bin string, args ...string) *exec.Cmd {
+	c.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, bin), args...)
-	cmd.Env = append(os.Environ(), "CLUSTERFLOW_LOG_LEVEL=warn")
+	cmd.Env = append(append(os.Environ(), "CLUSTERFLOW_LOG_LEVEL=warn"), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
@@ -312,9 +325,16 @@ spec:
 // returns the UI's base URL once the UI answers HTTP.
 func newClusterWithUI(t *testing.T, hosts int) (*cluster, string) {
 	t.Helper()
+	return newClusterWithUIEnv(t, hosts, nil)
+}
+
+// newClusterWithUIEnv is newClusterWithUI with extra environment and arguments for
+// the server process (see startClusterWith).
+func newClusterWithUIEnv(t *testing.T, hosts int, env []string, args ...string) (*cluster, string) {
+	t.Helper()
 	uiPort := freePort(t)
 	uiURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(uiPort))
-	c := startCluster(t, hosts, uiPort)
+	c := startClusterWith(t, hosts, uiPort, env, args...)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(uiURL + "/")

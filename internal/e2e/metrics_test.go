@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/clusterflow/clusterflow/workflows"
 )
 
 // TestMetricsEndpoint runs a playbook on a worker with its Prometheus endpoint on a
@@ -35,6 +40,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	waitFor(t, 30*time.Second, "metrics endpoint", func() bool {
 		_, err := get("/healthz")
 		return err == nil
+	})
+	// The starter runs a worker of its own when none polls yet: wait for this one.
+	waitFor(t, 30*time.Second, "the worker to poll", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := c.client.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		return err == nil && len(resp.GetPollers()) > 0
 	})
 
 	out := t.TempDir()

@@ -4,9 +4,10 @@
 // whose Prometheus exporter writes to a registry of its own, not the global default:
 // the embedded Temporal server may live in the same process.
 //
-// Metric labels carry step kinds, outcomes, states and activity types only, never
-// host names, commands, file contents or credentials, so nothing secret reaches
-// /metrics.
+// Metric labels carry step kinds, outcomes, states and workflow and activity types
+// only, never host names, commands, file contents or credentials, so nothing secret
+// reaches /metrics; and the handler the worker uses is Bounded, so that type names
+// anyone may put on the task queue cannot add series without limit.
 package metrics
 
 import (
