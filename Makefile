@@ -6,7 +6,7 @@ TOOLS   := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: build check lint test test-unit test-integration test-lab test-faults test-fuzz test-browser demo bench tools clean
+.PHONY: build check lint lint-scripts test test-unit test-integration test-lab test-faults test-fuzz test-browser demo bench tools clean
 
 build:
 	$(GO) build -o bin/worker ./worker
@@ -18,11 +18,16 @@ $(TOOLS)/staticcheck:
 $(TOOLS)/workflowcheck:
 	GOBIN=$(TOOLS) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
-# Static checks (formatting, vet, staticcheck, workflow determinism, tidy go.mod),
-# then the unit tests with the race detector.
+# Static checks (formatting, vet, staticcheck, workflow determinism, tidy go.mod,
+# the shell scripts the activities run on hosts), then the unit tests with the race
+# detector.
 check: lint test-unit
 
-lint: tools
+# The remote shell scripts (embedded by the activities), checked by sh -n and
+# shellcheck (Debian package shellcheck; lab/prereqs.sh installs it).
+SCRIPTS = activities/scripts/*.sh activities/remote/*.sh
+
+lint: tools lint-scripts
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -35,6 +40,11 @@ lint: tools
 	    diff -u "$$bak"/go.mod go.mod | head -40; cp "$$bak"/go.mod "$$bak"/go.sum .; rm -rf "$$bak"; \
 	    echo "go mod tidy changes go.mod/go.sum: run it and check the pinned versions"; exit 1; fi; \
 	  rm -rf "$$bak"
+
+lint-scripts:
+	@command -v shellcheck >/dev/null 2>&1 || { echo "shellcheck is missing: apt-get install shellcheck (or bash lab/prereqs.sh)"; exit 1; }
+	@for f in $(SCRIPTS); do sh -n "$$f" || { echo "sh -n: $$f does not parse"; exit 1; }; done
+	shellcheck --severity=style $(SCRIPTS)
 
 # Unit tests: fast, no Docker; the SSH tests use a real sshd on loopback. The packages
 # that link the embedded Temporal server have no unit tests and are left out: building

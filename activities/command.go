@@ -5,28 +5,26 @@ import (
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-
-	"github.com/clusterflow/clusterflow/playbooks"
+	"github.com/clusterflow/clusterflow/activities/remote"
 )
 
 // SSH runs commands on hosts. Its exported methods are activities.
 type SSH struct {
-	pool *Pool
+	rem typedRemote
 	// heartbeatEvery is the longest gap between heartbeats while a command runs;
 	// shorter when the activity's heartbeat timeout asks for it.
 	heartbeatEvery time.Duration
 }
 
-// NewSSH returns the command activities, using pool for connections.
-func NewSSH(pool *Pool) *SSH {
-	return &SSH{pool: pool, heartbeatEvery: 5 * time.Second}
+// NewSSH returns the command activities, reaching hosts through r.
+func NewSSH(r remote.Remote) *SSH {
+	return &SSH{rem: typedRemote{r}, heartbeatEvery: defaultHeartbeat}
 }
 
 // CommandRequest is the input of RunRemoteCommand: one run step on one host.
 type CommandRequest struct {
-	Host    playbooks.Host `json:"host"`
-	Command []string       `json:"command"` // argv; never interpreted by a shell
+	Host    remote.Host `json:"host"`
+	Command []string    `json:"command"` // argv; never interpreted by a shell
 	// Creates skips the command when this remote path exists (relative to Dir).
 	Creates string `json:"creates,omitempty"`
 	// Unless skips the command when this argv exits 0 (run with the same Env, Dir
@@ -65,22 +63,20 @@ type CommandProgress struct {
 // A non-zero exit status is a result (ExitCode), not an error. Errors are transport
 // and input problems, typed with the Err* constants. When the activity is cancelled
 // or times out, or the worker dies, the remote process group is killed (see
-// wrapperScript).
+// activities/remote/wrapper.sh).
 func (s *SSH) RunRemoteCommand(ctx context.Context, req CommandRequest) (CommandResult, error) {
 	start := time.Now()
 	if len(req.Command) == 0 {
 		return CommandResult{}, hostInvalid(req.Host, "command is empty")
 	}
-	base := remoteExec{env: req.Env, dir: req.Dir, sudo: req.Host.Sudo}
-	hbEvery := heartbeatInterval(ctx, s.heartbeatEvery)
-	withPhase := func(e remoteExec, phase string) remoteExec {
-		if activity.IsActivity(ctx) {
-			e.heartbeatEvery = hbEvery
-			e.heartbeat = func(elapsed time.Duration, last string) {
-				activity.RecordHeartbeat(ctx, CommandProgress{Phase: phase, ElapsedMs: elapsed.Milliseconds(), LastLine: last})
-			}
+	base := remote.Cmd{Env: req.Env, Dir: req.Dir, Sudo: req.Host.Sudo}
+	run := func(argv []string, phase string) (remote.Result, error) {
+		c := base
+		c.Argv = argv
+		if phase == "creates" {
+			c.Env = nil
 		}
-		return e
+		return s.rem.run(ctx, req.Host, commandProgress(ctx, c, s.heartbeatEvery, phase))
 	}
 	skipped := func(reason string) (CommandResult, error) {
 		return CommandResult{Skipped: true, SkipReason: reason, DurationMs: time.Since(start).Milliseconds()}, nil
@@ -88,78 +84,32 @@ func (s *SSH) RunRemoteCommand(ctx context.Context, req CommandRequest) (Command
 
 	// Guards first: check, then act.
 	if req.Creates != "" {
-		e := base
-		e.env = nil
-		e.argv = []string{"test", "-e", req.Creates}
-		r, err := s.pool.run(ctx, req.Host, withPhase(e, "creates"))
+		r, err := run([]string{"test", "-e", req.Creates}, "creates")
 		if err != nil {
 			return CommandResult{}, err
 		}
-		if r.exitCode == 0 {
+		if r.ExitCode == 0 {
 			return skipped(fmt.Sprintf("creates: %s exists", req.Creates))
 		}
 	}
 	if len(req.Unless) > 0 {
-		e := base
-		e.argv = req.Unless
-		r, err := s.pool.run(ctx, req.Host, withPhase(e, "unless"))
+		r, err := run(req.Unless, "unless")
 		if err != nil {
 			return CommandResult{}, err
 		}
-		if r.exitCode == 0 {
-			return skipped(fmt.Sprintf("unless: %s exited 0", shellJoin(req.Unless)))
+		if r.ExitCode == 0 {
+			return skipped(fmt.Sprintf("unless: %s exited 0", remote.Join(req.Unless)))
 		}
 	}
 
-	e := base
-	e.argv = req.Command
-	r, err := s.pool.run(ctx, req.Host, withPhase(e, "command"))
+	r, err := run(req.Command, "command")
 	if err != nil {
 		return CommandResult{}, err
 	}
 	return CommandResult{
-		ExitCode:   r.exitCode,
-		Stdout:     r.stdout,
-		Stderr:     r.stderr,
+		ExitCode:   r.ExitCode,
+		Stdout:     r.Stdout,
+		Stderr:     r.Stderr,
 		DurationMs: time.Since(start).Milliseconds(),
 	}, nil
-}
-
-// heartbeatInterval is def, or a third of the activity's heartbeat timeout when that
-// is shorter, so that a heartbeat always lands in time.
-func heartbeatInterval(ctx context.Context, def time.Duration) time.Duration {
-	if !activity.IsActivity(ctx) {
-		return def
-	}
-	if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < def {
-		return max(hb/3, 100*time.Millisecond)
-	}
-	return def
-}
-
-// tick calls record every interval until the returned stop is called or ctx ends. It
-// is how long activities keep heartbeating while they wait on a remote host; stop
-// returns once record is no longer running.
-func tick(ctx context.Context, interval time.Duration, record func()) (stop func()) {
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				record()
-			}
-		}
-	}()
-	return func() {
-		close(quit)
-		<-finished
-	}
 }

@@ -14,12 +14,13 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
 )
 
 func TestRunRemoteCommandExitCodeAndOutput(t *testing.T) {
 	s := sshtest.New(t, 1)
-	act := NewSSH(testPool(t, PoolOptions{}, nil))
+	act := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
 
 	res, err := act.RunRemoteCommand(ctx, CommandRequest{
@@ -47,7 +48,7 @@ func TestRunRemoteCommandExitCodeAndOutput(t *testing.T) {
 
 func TestRunRemoteCommandTruncatesOutputTails(t *testing.T) {
 	s := sshtest.New(t, 1)
-	act := NewSSH(testPool(t, PoolOptions{}, nil))
+	act := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil))
 
 	// 100 000 bytes of 2-byte characters on stdout, 10 000 on stderr, then a known end.
 	res, err := act.RunRemoteCommand(context.Background(), CommandRequest{
@@ -59,8 +60,8 @@ head -c 10000 /dev/zero | tr '\0' x >&2; echo ERR-END >&2`},
 		t.Fatal(err)
 	}
 	for name, out := range map[string]string{"stdout": res.Stdout, "stderr": res.Stderr} {
-		if len(out) > tailMax {
-			t.Errorf("%s is %d bytes, more than %d", name, len(out), tailMax)
+		if len(out) > remote.TailMax {
+			t.Errorf("%s is %d bytes, more than %d", name, len(out), remote.TailMax)
 		}
 		if !utf8.ValidString(out) {
 			t.Errorf("%s is not valid UTF-8", name)
@@ -79,7 +80,7 @@ head -c 10000 /dev/zero | tr '\0' x >&2; echo ERR-END >&2`},
 
 func TestRunRemoteCommandQuotingEnvAndDir(t *testing.T) {
 	s := sshtest.New(t, 1)
-	act := NewSSH(testPool(t, PoolOptions{}, nil))
+	act := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil))
 
 	// The "host" is this machine, so a local directory is a remote one too.
 	dir := filepath.Join(t.TempDir(), `dir with 'quotes' "and" $x`)
@@ -135,7 +136,7 @@ func TestRunRemoteCommandQuotingEnvAndDir(t *testing.T) {
 
 func TestRunRemoteCommandGuards(t *testing.T) {
 	s := sshtest.New(t, 1)
-	act := NewSSH(testPool(t, PoolOptions{}, nil))
+	act := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "ran")
@@ -185,7 +186,7 @@ func TestRunRemoteCommandGuards(t *testing.T) {
 // child that ignores SIGTERM (it gets SIGKILL after the grace period).
 func TestRunRemoteCommandCancelKillsRemoteProcess(t *testing.T) {
 	s := sshtest.New(t, 1)
-	act := NewSSH(testPool(t, PoolOptions{}, nil))
+	act := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil))
 
 	for _, tc := range []struct{ name, script string }{
 		{"plain", "sleep %s; echo never"},
@@ -195,7 +196,7 @@ func TestRunRemoteCommandCancelKillsRemoteProcess(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, cancel := activityEnv(t, act)
-			marker := sleepMarker()
+			marker := sshtest.SleepMarker()
 			errc := make(chan error, 1)
 			go func() {
 				_, err := env.ExecuteActivity(act.RunRemoteCommand, CommandRequest{
@@ -204,7 +205,7 @@ func TestRunRemoteCommandCancelKillsRemoteProcess(t *testing.T) {
 				})
 				errc <- err
 			}()
-			waitFor(t, "the remote command to start", 10*time.Second, func() bool { return sleepRunning(marker) })
+			sshtest.Eventually(t, "the remote command to start", 10*time.Second, func() bool { return sshtest.SleepRunning(marker) })
 			cancel()
 			select {
 			case err := <-errc:
@@ -215,97 +216,19 @@ func TestRunRemoteCommandCancelKillsRemoteProcess(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("activity did not return after cancellation")
 			}
-			waitFor(t, "the remote processes to end", 10*time.Second, func() bool { return len(procsWith(marker)) == 0 })
+			sshtest.Eventually(t, "the remote processes to end", 10*time.Second, func() bool { return len(sshtest.ProcsWith(marker)) == 0 })
 		})
-	}
-}
-
-// TestRunRemoteCommandConnectionDropKillsRemoteProcess closes the TCP connection under
-// a running command, as a killed worker would, and checks that the remote processes
-// end and the error is a retryable HostUnreachable.
-func TestRunRemoteCommandConnectionDropKillsRemoteProcess(t *testing.T) {
-	s := sshtest.New(t, 1)
-	pool := testPool(t, PoolOptions{}, nil)
-	act := NewSSH(pool)
-	marker := sleepMarker()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := act.RunRemoteCommand(context.Background(), CommandRequest{
-			Host:    s.Host(0),
-			Command: []string{"sh", "-c", "sleep " + marker + "; echo never"},
-		})
-		errc <- err
-	}()
-	waitFor(t, "the remote command to start", 10*time.Second, func() bool { return sleepRunning(marker) })
-
-	client, err := pool.Client(context.Background(), s.Host(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Closing the ssh.Client closes the socket with no SSH goodbye: to sshd this is
-	// the same as the worker process being killed.
-	client.Close()
-
-	select {
-	case err := <-errc:
-		requireAppErr(t, err, ErrHostUnreachable, true)
-	case <-time.After(15 * time.Second):
-		t.Fatal("activity did not return after the connection dropped")
-	}
-	waitFor(t, "the remote processes to end", 10*time.Second, func() bool { return len(procsWith(marker)) == 0 })
-
-	// The dead connection was evicted: the next call dials again and works.
-	res, err := act.RunRemoteCommand(context.Background(), CommandRequest{Host: s.Host(0), Command: []string{"true"}})
-	if err != nil || res.ExitCode != 0 {
-		t.Fatalf("after reconnect: %+v, %v", res, err)
 	}
 }
 
 // TestRunRemoteCommandHeartbeats checks that a running command heartbeats: the
-// runner reports elapsed time and the last output line, and the activity records
-// them as CommandProgress. (The SDK sends the first heartbeat at once and batches
-// later ones, so the activity part only looks for one.)
+// activity records the runner's progress (remote's TestRunProgress) as
+// CommandProgress. (The SDK sends the first heartbeat at once and batches later
+// ones, so it looks for one.)
 func TestRunRemoteCommandHeartbeats(t *testing.T) {
 	s := sshtest.New(t, 1)
-	pool := testPool(t, PoolOptions{}, nil)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
 	dir := t.TempDir()
-	stop := filepath.Join(dir, "stop")
-	script := []string{"sh", "-c", `echo first; echo progress-line; while [ ! -e "$0" ]; do sleep 0.05; done`, stop}
-
-	lines := make(chan string, 1000)
-	done := make(chan error, 1)
-	go func() {
-		_, err := pool.run(context.Background(), s.Host(0), remoteExec{
-			argv:           script,
-			heartbeatEvery: 20 * time.Millisecond,
-			heartbeat: func(_ time.Duration, last string) {
-				select {
-				case lines <- last:
-				default:
-				}
-			},
-		})
-		done <- err
-	}()
-	deadline := time.After(15 * time.Second)
-wait:
-	for {
-		select {
-		case l := <-lines:
-			if l == "progress-line" {
-				break wait
-			}
-		case <-deadline:
-			t.Fatal("no heartbeat with the last output line")
-		}
-	}
-	if err := os.WriteFile(stop, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-
 	act := NewSSH(pool)
 	act.heartbeatEvery = 20 * time.Millisecond
 	env, _ := activityEnv(t, act)

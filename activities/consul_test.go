@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
@@ -33,7 +34,7 @@ import (
 // directory.
 func consulForTest(t *testing.T) *Consul {
 	t.Helper()
-	c := NewConsul(testPool(t, PoolOptions{}, nil))
+	c := NewConsul(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	dir := t.TempDir()
 	c.binDir = filepath.Join(dir, "bin")
 	c.configDir = filepath.Join(dir, "consul.d")
@@ -46,18 +47,7 @@ func consulForTest(t *testing.T) *Consul {
 	return c
 }
 
-func TestConsulScriptsParse(t *testing.T) {
-	scripts := map[string]string{
-		"urlState": urlStateScript, "urlInstall": urlInstallScript, "aptRepo": aptRepoScript,
-		"prepare": consulPrepareScript, "state": consulStateScript, "serviceStart": consulServiceStartScript,
-		"serviceRestart": consulServiceRestartScript, "unit": consulUnitScript, "wait": consulWaitScript, "log": consulLogScript,
-	}
-	for name, text := range scripts {
-		out, err := exec.Command("/bin/sh", "-n", "-c", text).CombinedOutput()
-		if err != nil {
-			t.Errorf("%s: %v\n%s", name, err, out)
-		}
-	}
+func TestConsulUnitText(t *testing.T) {
 	if unit := consulUnitText("/usr/local/bin/consul", "/etc/consul.d"); !strings.Contains(unit, "ExecStart=/usr/local/bin/consul agent -config-dir=/etc/consul.d\n") {
 		t.Errorf("unit:\n%s", unit)
 	}

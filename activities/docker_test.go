@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
@@ -174,34 +174,14 @@ func TestDockerRepoSources(t *testing.T) {
 	if got := dockerKeyURL("https://mirrors.example.org/docker-ce/linux", ubu); got != "https://mirrors.example.org/docker-ce/linux/ubuntu/gpg" {
 		t.Errorf("mirror key URL %q", got)
 	}
-	// The remote command line carries the URL and the line as single-quoted words.
-	op := &dockerOp{}
-	line, err := op.script(aptRepoScript, dockerKeyURL("", deb), dockerSourcesLine("", deb), dockerKeyring, dockerSourcesList).commandLine()
-	if err != nil {
-		t.Fatal(err)
+	// The script gets the URL and the line as arguments of their own.
+	repo := dockerRepo("", deb)
+	argv := aptRepoScript.cmd(repo.keyURL, repo.line, repo.keyring, repo.list).Argv
+	if want := []string{"apt-repo.sh", "https://download.docker.com/linux/debian/gpg", dockerSourcesLine("", deb), dockerKeyring, dockerSourcesList}; !slices.Equal(argv[3:], want) {
+		t.Errorf("argv %q, want %q", argv[3:], want)
 	}
-	for _, want := range []string{"'https://download.docker.com/linux/debian/gpg'", "signed-by=/etc/apt/keyrings/docker.asc", "/etc/apt/sources.list.d/docker.list"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("command line lacks %q", want)
-		}
-	}
-}
-
-// TestDockerScriptsParse checks every shell script of the Docker activities with
-// sh -n (syntax only; nothing runs).
-func TestDockerScriptsParse(t *testing.T) {
-	scripts := map[string]string{
-		"detect": detectScript, "audit": auditScript, "repo": aptRepoScript,
-		"readDaemon": readDaemonScript, "writeDaemon": writeDaemonScript, "users": usersScript,
-		"engineState": engineStateScript, "waitEngine": waitEngineScript,
-		"supervisedStart": supervisedStartScript, "supervisedRestart": supervisedRestartScript,
-		"engineLog": engineLogScript, "socketCheck": socketCheckScript,
-	}
-	for name, text := range scripts {
-		out, err := exec.Command("/bin/sh", "-n", "-c", text).CombinedOutput()
-		if err != nil {
-			t.Errorf("%s: %v\n%s", name, err, out)
-		}
+	if repo.url != DefaultDockerMirror {
+		t.Errorf("repo url %q", repo.url)
 	}
 }
 
@@ -218,10 +198,10 @@ func TestAptCommandLines(t *testing.T) {
 }
 
 func TestAptErrorTypes(t *testing.T) {
-	d := NewDocker(nil)
-	h := playbooks.Host{Name: "n1", Address: "127.0.0.1", Port: 22}
-	busy := d.aptError(h, "apt-get install docker.io", execResult{exitCode: 100,
-		stderr: "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?\n"})
+	h := remote.Host{Name: "n1", Address: "127.0.0.1", Port: 22}
+	a := NewDocker(nil).apt(&hostOp{host: h})
+	busy := a.failed("apt-get install docker.io", remote.Result{ExitCode: 100,
+		Stderr: "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?\n"})
 	appErr := requireAppErr(t, busy, ErrPackageManagerBusy, true)
 	if appErr.NextRetryDelay() != 15*time.Second {
 		t.Errorf("busy: next retry delay %s", appErr.NextRetryDelay())
@@ -229,14 +209,14 @@ func TestAptErrorTypes(t *testing.T) {
 	if !strings.Contains(appErr.Message(), "held by process 4242") {
 		t.Errorf("busy message %q", appErr.Message())
 	}
-	gone := d.aptError(h, "apt-get install docker.io=1.0", execResult{exitCode: 100, stdout: "Reading package lists...\n",
-		stderr: "E: Version '1.0' for 'docker.io' was not found\n"})
+	gone := a.failed("apt-get install docker.io=1.0", remote.Result{ExitCode: 100, Stdout: "Reading package lists...\n",
+		Stderr: "E: Version '1.0' for 'docker.io' was not found\n"})
 	requireAppErr(t, gone, ErrPackageUnavailable, false)
-	unmet := d.aptError(h, "apt-get install", execResult{exitCode: 100, stdout: "The following packages have unmet dependencies:\n docker.io : Depends: runc (>= 1.0.0~rc92~) but it is not installable\n",
-		stderr: "E: Unable to correct problems, you have held broken packages.\n"})
+	unmet := a.failed("apt-get install", remote.Result{ExitCode: 100, Stdout: "The following packages have unmet dependencies:\n docker.io : Depends: runc (>= 1.0.0~rc92~) but it is not installable\n",
+		Stderr: "E: Unable to correct problems, you have held broken packages.\n"})
 	requireAppErr(t, unmet, ErrPackageUnavailable, false)
-	net := d.aptError(h, "apt-get update", execResult{exitCode: 100,
-		stderr: "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\nE: Some index files failed to download. They have been ignored, or old ones used instead.\n"})
+	net := a.failed("apt-get update", remote.Result{ExitCode: 100,
+		Stderr: "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\nE: Some index files failed to download. They have been ignored, or old ones used instead.\n"})
 	appErr = requireAppErr(t, net, ErrPackageInstallFailed, true)
 	if !strings.Contains(appErr.Message(), "host n1 (127.0.0.1:22): apt-get update failed (exit 100): E: Some index files") {
 		t.Errorf("message %q", appErr.Message())
@@ -368,7 +348,7 @@ func TestSHA256SUMSAndBundle(t *testing.T) {
 // before anything is sent.
 func TestInstallDockerPackagesRefusesBadInput(t *testing.T) {
 	d := NewDocker(nil)
-	h := playbooks.Host{Name: "n1", Address: "127.0.0.1", User: "root"}
+	h := remote.Host{Name: "n1", Address: "127.0.0.1", User: "root"}
 	ctx := context.Background()
 	for name, req := range map[string]PackagesRequest{
 		"source":   {Host: h, Source: "snap"},
@@ -389,14 +369,14 @@ func TestInstallDockerPackagesRefusesBadInput(t *testing.T) {
 func TestDockerChangeCarriesOverAttempts(t *testing.T) {
 	d := NewDocker(nil)
 	probe := func(ctx context.Context) (bool, error) {
-		op, done := d.begin(ctx, playbooks.Host{Name: "n1"})
+		op, done := d.begin(ctx, remote.Host{Name: "n1"})
 		defer done()
 		return op.changedSoFar(), nil
 	}
 	for _, prev := range []bool{false, true} {
 		env, _ := activityEnv(t)
 		env.RegisterActivityWithOptions(probe, activity.RegisterOptions{Name: "Probe"})
-		env.SetHeartbeatDetails(DockerProgress{Phase: "apt-get install", Changed: prev})
+		env.SetHeartbeatDetails(HostProgress{Phase: "apt-get install", Changed: prev})
 		v, err := env.ExecuteActivity("Probe")
 		if err != nil {
 			t.Fatal(err)
@@ -413,7 +393,7 @@ func TestDockerChangeCarriesOverAttempts(t *testing.T) {
 // is pointed at a file in a temporary directory.
 func TestDetectOSAndDaemonConfigOverSSH(t *testing.T) {
 	s := sshtest.New(t, 1)
-	d := NewDocker(testPool(t, PoolOptions{}, nil))
+	d := NewDocker(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	d.daemonJSON = filepath.Join(t.TempDir(), "etc-docker", "daemon.json")
 	ctx := context.Background()
 	h := s.Host(0)

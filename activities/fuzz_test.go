@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clusterflow/clusterflow/playbooks"
+	"github.com/clusterflow/clusterflow/activities/remote"
 )
 
 // The parsers below read what a host or an offline bundle hands the worker: none of
@@ -49,17 +49,17 @@ func FuzzParseKeyLines(f *testing.F) {
 	f.Add("cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGw6bq1P7o3vbJ3f8YpP9Qm0XZt2cJwZqgK1Yr7Jm0lZ")
 	f.Add("# comment\n\nssh-rsa AAAA")
 	f.Fuzz(func(t *testing.T, content string) {
-		h := playbooks.Host{Name: "fuzz", Address: "127.0.0.1", Port: 22}
+		h := remote.Host{Name: "fuzz", Address: "127.0.0.1", Port: 22}
 		lines := splitLines([]byte(content))
 		if kl, err := parseKeyLines(h, lines); err == nil {
 			for _, k := range kl {
-				if k.key == nil || k.line == "" || strings.Contains(k.line, "\n") {
+				if k.key.IsZero() || k.line == "" || strings.Contains(k.line, "\n") {
 					t.Fatalf("accepted %+v", k)
 				}
 			}
 		}
 		for _, l := range lines {
-			if key, ok := authorizedKey(l); ok && key == nil {
+			if key, ok := authorizedKey(l); ok && key.IsZero() {
 				t.Fatalf("authorizedKey(%q) ok without a key", l)
 			}
 		}

@@ -15,21 +15,16 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/clusterflow/clusterflow/playbooks"
+	"github.com/clusterflow/clusterflow/activities/remote"
 )
-
-// ErrImageTarball: the image tarball cannot be read, is not a `docker save`
-// archive, or does not hold the image the step names. Non-retryable.
-const ErrImageTarball = "ImageTarball"
 
 // LoadImageRequest asks for Image on Host, loaded from Tarball (a `docker save`
 // archive on the worker's side) unless the host has it already.
 type LoadImageRequest struct {
-	Host    playbooks.Host `json:"host"`
-	Tarball string         `json:"tarball"` // absolute path on the worker
-	Image   string         `json:"image"`   // reference, such as web:2
+	Host    remote.Host `json:"host"`
+	Tarball string      `json:"tarball"` // absolute path on the worker
+	Image   string      `json:"image"`   // reference, such as web:2
 }
 
 // ImageLoaded is what LoadImage did on one host.
@@ -50,7 +45,7 @@ func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoade
 	if err != nil {
 		return ImageLoaded{}, err
 	}
-	cli, err := s.api(h)
+	cli, err := s.rem.dockerAPI(h)
 	if err != nil {
 		return ImageLoaded{}, err
 	}
@@ -64,7 +59,7 @@ func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoade
 	}
 	f, err := os.Open(req.Tarball)
 	if err != nil {
-		return ImageLoaded{}, temporal.NewNonRetryableApplicationError("image tarball: "+err.Error(), ErrImageTarball, nil)
+		return ImageLoaded{}, imageTarball("image tarball: " + err.Error())
 	}
 	defer f.Close()
 	st, _ := f.Stat()
@@ -76,21 +71,21 @@ func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoade
 	}
 	defer resp.Body.Close()
 	if err := loadMessages(resp.Body); err != nil {
-		return ImageLoaded{}, hostError(h, ErrSwarmAPI, true, "could not load image %s: %v", req.Image, err)
+		return ImageLoaded{}, swarmAPI(h, "could not load image %s: %v", req.Image, err)
 	}
 	have, err = imageID(ctx, h, cli, req.Image)
 	if err != nil {
 		return ImageLoaded{}, err
 	}
 	if have != id {
-		return ImageLoaded{}, hostError(h, ErrSwarmAPI, true, "loaded %s, but it names image %s, not the tarball's %s", req.Image, short(have), short(id))
+		return ImageLoaded{}, swarmAPI(h, "loaded %s, but it names image %s, not the tarball's %s", req.Image, short(have), short(id))
 	}
 	return ImageLoaded{Host: h.Name, ImageID: id, Changed: true, Message: fmt.Sprintf("loaded %s (%d MB in %s)",
 		req.Image, st.Size()>>20, time.Since(begin).Round(100*time.Millisecond))}, nil
 }
 
 // imageID is the ID of the image ref names on the host, or "" when none.
-func imageID(ctx context.Context, h playbooks.Host, cli *client.Client, ref string) (string, error) {
+func imageID(ctx context.Context, h remote.Host, cli *client.Client, ref string) (string, error) {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	img, err := cli.ImageInspect(actx, ref)
@@ -149,7 +144,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // (sha256:<config digest>) of the image tagged ref in it.
 func tarballImageID(file, ref string) (string, error) {
 	fail := func(format string, args ...any) (string, error) {
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("image tarball %s: ", file)+fmt.Sprintf(format, args...), ErrImageTarball, nil)
+		return "", imageTarball(fmt.Sprintf("image tarball %s: ", file) + fmt.Sprintf(format, args...))
 	}
 	f, err := os.Open(file)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/clusterflow/clusterflow/playbooks"
+	"github.com/clusterflow/clusterflow/activities/remote"
 )
 
 // These tests cover the key activities' pure logic and their worker-side files, in
@@ -42,7 +42,32 @@ func b64(k ssh.PublicKey) string {
 }
 
 func kl(k ssh.PublicKey, comment string) keyLine {
-	return keyLine{key: k, line: authorizedLine(k, comment)}
+	return keyLine{key: rp(k), line: rp(k).AuthorizedLine(comment)}
+}
+
+// rp is k as the remote layer has it; sk is the other way round.
+func rp(k ssh.PublicKey) remote.PublicKey {
+	p, _, _, err := remote.ParseAuthorizedKey(b64(k))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func sk(k remote.PublicKey) ssh.PublicKey {
+	p, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k.AuthorizedLine("")))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func rps(keys ...ssh.PublicKey) []remote.PublicKey {
+	out := make([]remote.PublicKey, len(keys))
+	for i, k := range keys {
+		out[i] = rp(k)
+	}
+	return out
 }
 
 func TestMergeAuthorizedKeys(t *testing.T) {
@@ -107,7 +132,7 @@ func TestMergeAuthorizedKeysEdges(t *testing.T) {
 }
 
 func TestParseKeyLinesRefusesOptionsAndGarbage(t *testing.T) {
-	h := playbooks.Host{Name: "h", Address: "192.0.2.1"}
+	h := remote.Host{Name: "h", Address: "192.0.2.1"}
 	a := newTestKey(t)
 	for _, bad := range []string{"", "ssh-ed25519", "nonsense AAAA", `no-pty ` + b64(a)} {
 		if _, err := parseKeyLines(h, []string{bad}); err == nil {
@@ -126,9 +151,9 @@ func TestMergeKnownHosts(t *testing.T) {
 	m1, m2, s1, stale, other, revoked := newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t), newTestKey(t)
 	ecKey := newECDSAKey(t)
 	hosts := []knownHost{
-		{names: []string{"192.0.2.11", "master"}, keys: []ssh.PublicKey{m1, ecKey}},
-		{names: []string{"[192.0.2.12]:2222", "[slave01]:2222"}, keys: []ssh.PublicKey{s1, revoked}},
-		{names: []string{"192.0.2.13", "slave02"}, keys: []ssh.PublicKey{m2}},
+		{names: []string{"192.0.2.11", "master"}, keys: rps(m1, ecKey)},
+		{names: []string{"[192.0.2.12]:2222", "[slave01]:2222"}, keys: rps(s1, revoked)},
+		{names: []string{"192.0.2.13", "slave02"}, keys: rps(m2)},
 	}
 	in := strings.Join([]string{
 		"# my hosts",
@@ -194,14 +219,14 @@ func TestMergeKnownHosts(t *testing.T) {
 	for _, h := range hosts {
 		for _, n := range h.names {
 			for _, k := range h.keys {
-				if b64(k) == b64(revoked) {
+				if k.Equal(rp(revoked)) {
 					continue
 				}
 				addr := n
 				if !strings.HasPrefix(n, "[") {
 					addr = n + ":22"
 				}
-				if err := check(addr, &net.TCPAddr{IP: net.IPv4zero}, k); err != nil {
+				if err := check(addr, &net.TCPAddr{IP: net.IPv4zero}, sk(k)); err != nil {
 					t.Errorf("%s %s: %v", n, k.Type(), err)
 				}
 			}
@@ -210,7 +235,7 @@ func TestMergeKnownHosts(t *testing.T) {
 }
 
 func TestParseKnownHostsEntries(t *testing.T) {
-	h := playbooks.Host{Name: "h", Address: "192.0.2.1"}
+	h := remote.Host{Name: "h", Address: "192.0.2.1"}
 	k := newTestKey(t)
 	got, err := parseKnownHostsEntries(h, []KnownHostsEntry{
 		{Name: "master", Address: "192.0.2.11", Keys: []string{b64(k)}},
@@ -361,8 +386,8 @@ func TestRecordOperatorKnownHosts(t *testing.T) {
 	if err := os.WriteFile(file, []byte(knownhosts.Line([]string{"192.0.2.11"}, ed)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := playbooks.Host{Name: "master", Address: "192.0.2.11", Port: 22, User: "root", KnownHostsFile: file}
-	h2 := playbooks.Host{Name: "n2", Address: "192.0.2.12", Port: 2222, User: "root", KnownHostsFile: filepath.Join(dir, "new", "known_hosts")}
+	h := remote.Host{Name: "master", Address: "192.0.2.11", Port: 22, User: "root", KnownHostsFile: file}
+	h2 := remote.Host{Name: "n2", Address: "192.0.2.12", Port: 2222, User: "root", KnownHostsFile: filepath.Join(dir, "new", "known_hosts")}
 	ecKey := newECDSAKey(t)
 	req := RecordOperatorKnownHostsRequest{Hosts: []OperatorHostKeys{
 		{Host: h, Keys: []string{b64(ed), b64(ecKey)}},
@@ -395,15 +420,6 @@ func TestHostPatternMatchesHashed(t *testing.T) {
 	}
 	if !hostPatternMatches("Master", "master") || hostPatternMatches("mast*", "master") || hostPatternMatches("!master", "master") {
 		t.Fatal("plain pattern")
-	}
-}
-
-func TestCapBuffer(t *testing.T) {
-	c := &capBuffer{limit: 5}
-	c.Write([]byte("abc"))
-	c.Write([]byte("defg"))
-	if c.buf.String() != "abcde" || !c.over {
-		t.Fatalf("%q %v", c.buf.String(), c.over)
 	}
 }
 

@@ -1,15 +1,21 @@
 package activities
 
-import "go.temporal.io/sdk/worker"
+import (
+	"go.temporal.io/sdk/worker"
 
-// Register registers every activity of this package on r. Activity names are the
-// method names: RunRemoteCommand, UploadFile, LoadPlaybook.
-func Register(r worker.ActivityRegistry, pool *Pool, playbookDir string) {
-	r.RegisterActivity(NewSSH(pool))
-	r.RegisterActivity(NewFiles(pool))
-	r.RegisterActivity(NewKeys(pool))
-	r.RegisterActivity(NewPlaybooks(playbookDir))
-	r.RegisterActivity(NewDocker(pool))
-	r.RegisterActivity(NewSwarm(pool))
-	r.RegisterActivity(NewConsul(pool))
+	"github.com/clusterflow/clusterflow/activities/remote"
+)
+
+// Register registers every activity of this package on reg, reaching hosts through
+// r (the worker's remote.Pool). Activity names are the method names of the
+// structs: SSH (RunRemoteCommand), Files (UploadFile), Keys, Playbooks
+// (LoadPlaybook), Docker, Swarm and Consul; doc.go lists them all.
+func Register(reg worker.ActivityRegistry, r remote.Remote, playbookDir string) {
+	reg.RegisterActivity(NewSSH(r))
+	reg.RegisterActivity(NewFiles(r))
+	reg.RegisterActivity(NewKeys(r))
+	reg.RegisterActivity(NewPlaybooks(playbookDir))
+	reg.RegisterActivity(NewDocker(r))
+	reg.RegisterActivity(NewSwarm(r))
+	reg.RegisterActivity(NewConsul(r))
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -22,18 +22,6 @@ import (
 // drain them with the quorum checked, back up the Raft state, and wait for a node
 // to be Ready and for the services to converge.
 
-// Error types of the upgrade activities.
-const (
-	// ErrNodeNotReady: an upgraded node did not come back Ready in time.
-	// Non-retryable: the node is left drained for a person to look at.
-	ErrNodeNotReady = "NodeNotReady"
-	// ErrConvergeTimeout: the swarm's services did not get all their tasks running
-	// in time. Non-retryable; the message lists the services that are short.
-	ErrConvergeTimeout = "ConvergeTimeout"
-	// ErrBackupFailed: the Raft state backup could not be written.
-	ErrBackupFailed = "BackupFailed"
-)
-
 // UpgradeLabel is the node label RollingNodeUpgrade sets on the nodes it drains and
 // removes when it sets them active again: a node left drained by a failed run is
 // told apart from one an operator drained on purpose.
@@ -41,8 +29,8 @@ const UpgradeLabel = "io.clusterflow.upgrade"
 
 // UpgradeStateRequest asks for the state of the nodes to upgrade.
 type UpgradeStateRequest struct {
-	Manager playbooks.Host   `json:"manager"`
-	Hosts   []playbooks.Host `json:"hosts"`
+	Manager remote.Host   `json:"manager"`
+	Hosts   []remote.Host `json:"hosts"`
 	// Version is the engine package version wanted (a pin, as installDocker's).
 	Version string `json:"version"`
 }
@@ -102,23 +90,12 @@ type UpgradeState struct {
 	Services []ServiceCount `json:"services"`
 }
 
-// engineScript prints the installed engine package (pkg=, version=) and stale=yes
-// when the running dockerd's binary was replaced since it started.
-const engineScript = `for p in docker-ce docker.io; do
-  v=$(dpkg-query -W -f '${Status}|${Version}' "$p" 2>/dev/null) || continue
-  case $v in "install ok installed|"*) echo "pkg=$p"; echo "version=${v#*|}"; break ;; esac
-done
-if pid=$(cat /var/run/docker.pid 2>/dev/null); then
-  case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in *" (deleted)") echo "stale=yes" ;; esac
-fi
-exit 0`
-
 // UpgradeState reads, through the manager, the swarm node of every host and, over
 // SSH, its installed engine package; and the services' task counts. It changes
 // nothing: it is the dry run's plan and the upgrade's starting point.
 func (s *Swarm) UpgradeState(ctx context.Context, req UpgradeStateRequest) (UpgradeState, error) {
 	m := req.Manager
-	cli, err := s.api(m)
+	cli, err := s.rem.dockerAPI(m)
 	if err != nil {
 		return UpgradeState{}, err
 	}
@@ -146,11 +123,13 @@ func (s *Swarm) UpgradeState(ctx context.Context, req UpgradeStateRequest) (Upgr
 			State: sn.State, Reachability: sn.Reachability, Engine: n.Description.Engine.EngineVersion,
 		}
 		_, un.Labelled = n.Spec.Labels[UpgradeLabel]
-		r, err := s.pool.run(ctx, h, remoteExec{argv: []string{"/bin/sh", "-c", engineScript}, sudo: h.Sudo})
+		c := enginePackageScript.cmd()
+		c.Sudo = h.Sudo
+		r, err := s.rem.run(ctx, h, c)
 		if err != nil {
 			return UpgradeState{}, err
 		}
-		kv := parseKeyValues(r.stdout)
+		kv := parseKeyValues(r.Stdout)
 		un.Package, un.Installed, un.Stale = kv["pkg"], kv["version"], kv["stale"] == "yes"
 		un.Current = un.Installed != "" && versionMatches(un.Installed, req.Version) && !un.Stale
 		if n.ManagerStatus != nil {
@@ -186,9 +165,9 @@ func upgradeRefusal(nodes []swarm.Node, n swarm.Node, name string) string {
 
 // UpgradeNodeRequest names a node to act on through a manager.
 type UpgradeNodeRequest struct {
-	Manager playbooks.Host `json:"manager"`
-	Node    playbooks.Host `json:"node"`
-	NodeID  string         `json:"nodeId"`
+	Manager remote.Host `json:"manager"`
+	Node    remote.Host `json:"node"`
+	NodeID  string      `json:"nodeId"`
 	// Timeout bounds the wait of WaitNodeReady and WaitConverged.
 	Timeout playbooks.Duration `json:"timeout,omitempty"`
 }
@@ -198,7 +177,7 @@ type UpgradeNodeRequest struct {
 // already drained is left as it is, without the label.
 func (s *Swarm) DrainForUpgrade(ctx context.Context, req UpgradeNodeRequest) (SwarmChange, error) {
 	m := req.Manager
-	cli, err := s.api(m)
+	cli, err := s.rem.dockerAPI(m)
 	if err != nil {
 		return SwarmChange{}, err
 	}
@@ -206,7 +185,7 @@ func (s *Swarm) DrainForUpgrade(ctx context.Context, req UpgradeNodeRequest) (Sw
 	n, did, err := s.editNode(ctx, m, cli, req.Node, req.NodeID, "drain node", func(nodes []swarm.Node, n swarm.Node, spec *swarm.NodeSpec) ([]string, error) {
 		if n.ManagerStatus != nil {
 			if why := upgradeRefusal(nodes, n, req.Node.Name); why != "" {
-				return nil, temporal.NewNonRetryableApplicationError(why, ErrQuorum, nil)
+				return nil, quorumRefused(why)
 			}
 		}
 		if spec.Availability == swarm.NodeAvailabilityDrain {
@@ -250,8 +229,7 @@ func (s *Swarm) WaitNodeReady(ctx context.Context, req UpgradeNodeRequest) (stri
 			return "", ctx.Err()
 		}
 		if time.Since(start) > timeout {
-			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: not Ready %s after its engine was upgraded (last seen: %s); it is left drained",
-				hostLabel(req.Node), timeout, last), ErrNodeNotReady, nil)
+			return "", nodeNotReady(req.Node, "not Ready %s after its engine was upgraded (last seen: %s); it is left drained", timeout, last)
 		}
 		activity.RecordHeartbeat(ctx, last)
 		if err := sleepCtx(ctx, s.poll); err != nil {
@@ -260,8 +238,8 @@ func (s *Swarm) WaitNodeReady(ctx context.Context, req UpgradeNodeRequest) (stri
 	}
 }
 
-func (s *Swarm) inspectNode(ctx context.Context, m playbooks.Host, id string) (swarm.Node, error) {
-	cli, err := s.api(m)
+func (s *Swarm) inspectNode(ctx context.Context, m remote.Host, id string) (swarm.Node, error) {
+	cli, err := s.rem.dockerAPI(m)
 	if err != nil {
 		return swarm.Node{}, err
 	}
@@ -282,7 +260,7 @@ func (s *Swarm) WaitConverged(ctx context.Context, req UpgradeNodeRequest) ([]Se
 	timeout := waitTimeout(req.Timeout)
 	start := time.Now()
 	m := req.Manager
-	cli, err := s.api(m)
+	cli, err := s.rem.dockerAPI(m)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +280,7 @@ func (s *Swarm) WaitConverged(ctx context.Context, req UpgradeNodeRequest) ([]Se
 			return counts, nil
 		}
 		if time.Since(start) > timeout {
-			return counts, temporal.NewNonRetryableApplicationError(fmt.Sprintf("services not converged after %s: %s", timeout, strings.Join(short, ", ")), ErrConvergeTimeout, nil)
+			return counts, convergeTimeout(fmt.Sprintf("services not converged after %s: %s", timeout, strings.Join(short, ", ")))
 		}
 		activity.RecordHeartbeat(ctx, strings.Join(short, ", "))
 		if err := sleepCtx(ctx, s.poll); err != nil {
@@ -322,7 +300,7 @@ func waitTimeout(d playbooks.Duration) time.Duration {
 // serviceCounts counts, for every service, the tasks that are running against those
 // the swarm wants running: the replicas of a replicated service, the tasks the
 // orchestrator keeps for a global one (one per eligible node).
-func serviceCounts(ctx context.Context, m playbooks.Host, cli *client.Client) ([]ServiceCount, error) {
+func serviceCounts(ctx context.Context, m remote.Host, cli *client.Client) ([]ServiceCount, error) {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	services, err := cli.ServiceList(actx, swarm.ServiceListOptions{})
@@ -363,8 +341,8 @@ func serviceCounts(ctx context.Context, m playbooks.Host, cli *client.Client) ([
 // BackupRequest asks for the swarm's Raft state of Host, a manager, to be saved on
 // the host itself at Path.
 type BackupRequest struct {
-	Host playbooks.Host `json:"host"`
-	Path string         `json:"path"`
+	Host remote.Host `json:"host"`
+	Path string      `json:"path"`
 	// Live copies the state with the engine running (when no drained manager is
 	// at hand): Docker advises a stopped engine, so the result says so.
 	Live bool `json:"live,omitempty"`
@@ -380,30 +358,6 @@ type BackupResult struct {
 	Live    bool   `json:"live,omitempty"`
 }
 
-// backupScript saves /var/lib/docker/swarm as $1 (a .tar.gz, 0600): the engine is
-// stopped for the copy, as Docker's backup procedure asks, and started again
-// whatever happens; with $2 = live it is copied as it runs. A backup already at $1
-// is kept. It prints size and sha256.
-const backupScript = `set -eu
-dest=$1
-report() { echo "bytes=$(stat -c %s "$dest")"; echo "sha256=$(sha256sum "$dest" | cut -d' ' -f1)"; }
-if [ -s "$dest" ]; then echo "existed=yes"; report; exit 0; fi
-[ -d /var/lib/docker/swarm/raft ] || { echo "no /var/lib/docker/swarm/raft: this host holds no swarm manager state" >&2; exit 3; }
-dockerd=$(command -v dockerd)
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  stop() { systemctl stop docker.socket docker; }; start() { systemctl start docker; }
-elif [ -d /etc/clusterflow/services.d ] && command -v clusterflow-service >/dev/null 2>&1; then
-  stop() { clusterflow-service stop dockerd >/dev/null; }; start() { clusterflow-service start dockerd "$dockerd" >/dev/null; }
-elif [ -x /etc/init.d/docker ]; then
-  stop() { service docker stop; }; start() { service docker start; }
-else echo "cannot stop the engine: no systemd, node supervisor or /etc/init.d/docker" >&2; exit 3; fi
-umask 077
-mkdir -p "$(dirname "$dest")"
-if [ "$2" != live ]; then stop; trap start EXIT; fi
-tar -C /var/lib/docker -czf "$dest.part" swarm
-mv "$dest.part" "$dest"
-report`
-
 // BackupSwarmState saves the manager's Raft state (/var/lib/docker/swarm) on the
 // host, with its engine stopped for the copy and started again, then waits until
 // the engine answers. The archive holds the swarm's keys: it stays on the host,
@@ -417,28 +371,36 @@ func (s *Swarm) BackupSwarmState(ctx context.Context, req BackupRequest) (Backup
 	if req.Live {
 		mode = "live"
 	}
-	e := remoteExec{argv: []string{"/bin/sh", "-c", backupScript, "clusterflow", req.Path, mode}, sudo: h.Sudo, heartbeatEvery: time.Second}
+	c := swarmBackupScript.cmd(req.Path, mode)
+	c.Sudo = h.Sudo
+	c.ProgressEvery = time.Second
 	if activity.IsActivity(ctx) {
-		e.heartbeat = func(elapsed time.Duration, _ string) {
+		c.Progress = func(elapsed time.Duration, _ string) {
 			activity.RecordHeartbeat(ctx, "backup "+elapsed.Round(time.Second).String())
 		}
 	}
-	r, err := s.pool.run(ctx, h, e)
+	r, err := s.rem.run(ctx, h, c)
 	if err != nil {
 		return BackupResult{}, err
 	}
-	if r.exitCode != 0 {
-		return BackupResult{}, hostError(h, ErrBackupFailed, r.exitCode != 3, "Raft state backup failed (exit %d): %s", r.exitCode, lastOutputLine(r.stderr+"\n"+r.stdout))
+	if r.ExitCode != 0 {
+		failed := backupFailed
+		if r.ExitCode == 3 {
+			failed = backupRefused
+		}
+		return BackupResult{}, failed(h, "Raft state backup failed (exit %d): %s", r.ExitCode, lastOutputLine(r.Stderr+"\n"+r.Stdout))
 	}
-	kv := parseKeyValues(r.stdout)
+	kv := parseKeyValues(r.Stdout)
 	res := BackupResult{Host: h.Name, Path: req.Path, SHA256: kv["sha256"], Changed: kv["existed"] != "yes", Live: req.Live}
 	res.Bytes, _ = strconv.ParseInt(kv["bytes"], 10, 64)
-	w, err := s.pool.run(ctx, h, remoteExec{argv: []string{"/bin/sh", "-c", waitEngineScript, "clusterflow", DockerSocket, "120"}, sudo: h.Sudo})
+	wait := serviceWaitScript.cmd(waitTries(60), "docker", DockerSocket)
+	wait.Sudo = h.Sudo
+	w, err := s.rem.run(ctx, h, wait)
 	if err != nil {
 		return res, err
 	}
-	if w.exitCode != 0 {
-		return res, hostError(h, ErrEngineNotReady, true, "the engine did not answer within 60 s after the backup")
+	if w.ExitCode != 0 {
+		return res, engineNotReady(h, "the engine did not answer within 60 s after the backup")
 	}
 	return res, nil
 }

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
 )
 
@@ -59,12 +60,12 @@ func noTempFiles(t *testing.T, dir string) {
 
 func TestUploadFileThenSkipWhenEqual(t *testing.T) {
 	s := sshtest.New(t, 1)
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
-	local, remote := t.TempDir(), t.TempDir()
+	local, hostDir := t.TempDir(), t.TempDir()
 	content := bytes.Repeat([]byte("clusterflow upload\n"), 50000) // ~1 MB: several SFTP packets
 	src := writeFile(t, filepath.Join(local, "motd"), content)
-	dest := filepath.Join(remote, "motd")
+	dest := filepath.Join(hostDir, "motd")
 	req := UploadRequest{Host: s.Host(0), Src: src, Dest: dest, Mode: 0o640}
 
 	res, err := files.UploadFile(ctx, req)
@@ -81,7 +82,7 @@ func TestUploadFileThenSkipWhenEqual(t *testing.T) {
 	if mode, _, _ := statOf(t, dest); mode.Perm() != 0o640 {
 		t.Fatalf("mode %v, want 0640", mode.Perm())
 	}
-	noTempFiles(t, remote)
+	noTempFiles(t, hostDir)
 
 	// Same content: nothing sent, nothing changed.
 	before, _ := os.Stat(dest)
@@ -108,7 +109,7 @@ func TestUploadFileThenSkipWhenEqual(t *testing.T) {
 	if !bytes.Equal(got, content2) {
 		t.Fatalf("content after replace: %q", got)
 	}
-	noTempFiles(t, remote)
+	noTempFiles(t, hostDir)
 }
 
 func TestUploadFileFixesModeAndOwnerOnly(t *testing.T) {
@@ -121,12 +122,12 @@ func TestUploadFileFixesModeAndOwnerOnly(t *testing.T) {
 	if err != nil {
 		t.Skip("no group for nobody")
 	}
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
 	content := []byte("same content\n")
 	src := writeFile(t, filepath.Join(t.TempDir(), "f"), content)
-	remote := t.TempDir()
-	dest := writeFile(t, filepath.Join(remote, "f"), content)
+	hostDir := t.TempDir()
+	dest := writeFile(t, filepath.Join(hostDir, "f"), content)
 	if err := os.Chmod(dest, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +161,14 @@ func TestUploadFileFixesModeAndOwnerOnly(t *testing.T) {
 
 func TestUploadFileTemplate(t *testing.T) {
 	s := sshtest.New(t, 1)
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
-	local, remote := t.TempDir(), t.TempDir()
+	local, hostDir := t.TempDir(), t.TempDir()
 	src := writeFile(t, filepath.Join(local, "hosts.tmpl"),
 		[]byte("name={{ .Host.Name }} addr={{ .Host.Address }} groups={{ range .Host.Groups }}{{ . }};{{ end }} greeting={{ .Vars.greeting }}\n"))
 	h := s.Host(0)
 	h.Groups = []string{"managers", "lab"}
-	dest := filepath.Join(remote, "hosts")
+	dest := filepath.Join(hostDir, "hosts")
 
 	res, err := files.UploadFile(ctx, UploadRequest{Host: h, Src: src, Template: true, Vars: map[string]string{"greeting": "hi 'there'"}, Dest: dest})
 	if err != nil {
@@ -204,23 +205,23 @@ func TestUploadFileTemplate(t *testing.T) {
 
 func TestUploadFileRemoteErrors(t *testing.T) {
 	s := sshtest.New(t, 1)
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	ctx := context.Background()
 	src := writeFile(t, filepath.Join(t.TempDir(), "f"), []byte("x"))
-	remote := t.TempDir()
+	hostDir := t.TempDir()
 
-	_, err := files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: filepath.Join(remote, "no", "such", "dir", "f")})
+	_, err := files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: filepath.Join(hostDir, "no", "such", "dir", "f")})
 	msg := requireAppErr(t, err, ErrRemoteFailed, false).Message()
 	if !strings.Contains(msg, "does not exist on the host") {
 		t.Errorf("message: %s", msg)
 	}
-	_, err = files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: remote})
+	_, err = files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: hostDir})
 	requireAppErr(t, err, ErrInvalidInput, false)
 	_, err = files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: "relative/path"})
 	requireAppErr(t, err, ErrInvalidInput, false)
-	_, err = files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: filepath.Join(remote, "f"), Owner: "no-such-user-clusterflow"})
+	_, err = files.UploadFile(ctx, UploadRequest{Host: s.Host(0), Src: src, Dest: filepath.Join(hostDir, "f"), Owner: "no-such-user-clusterflow"})
 	requireAppErr(t, err, ErrRemoteFailed, false)
-	noTempFiles(t, remote)
+	noTempFiles(t, hostDir)
 }
 
 // TestUploadFileSudo uses the sudo path (temporary file in /tmp, then sudo install
@@ -230,13 +231,13 @@ func TestUploadFileSudo(t *testing.T) {
 		t.Skip("sudo is not installed (apt-get install sudo)")
 	}
 	s := sshtest.New(t, 1)
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	h := s.Host(0)
 	h.Sudo = true
 	content := []byte("via sudo\n")
 	src := writeFile(t, filepath.Join(t.TempDir(), "f"), content)
-	remote := t.TempDir()
-	dest := filepath.Join(remote, "f")
+	hostDir := t.TempDir()
+	dest := filepath.Join(hostDir, "f")
 
 	res, err := files.UploadFile(context.Background(), UploadRequest{Host: h, Src: src, Dest: dest, Mode: 0o600, Owner: "nobody"})
 	if err != nil {
@@ -248,7 +249,7 @@ func TestUploadFileSudo(t *testing.T) {
 	if !res.Changed || !bytes.Equal(got, content) || mode.Perm() != 0o600 || strconv.Itoa(uid) != nobody.Uid {
 		t.Fatalf("result %+v, content %q, mode %v, uid %d", res, got, mode, uid)
 	}
-	noTempFiles(t, remote)
+	noTempFiles(t, hostDir)
 	if left, _ := filepath.Glob("/tmp/.clusterflow-upload-*"); len(left) > 0 {
 		t.Errorf("temporary files left in /tmp: %v", left)
 	}
@@ -258,7 +259,7 @@ func TestUploadFileSudo(t *testing.T) {
 	}
 
 	// The same command through sudo.
-	out, err := NewSSH(testPool(t, PoolOptions{}, nil)).RunRemoteCommand(context.Background(), CommandRequest{Host: h, Command: []string{"id", "-u"}, Env: map[string]string{"X": "1"}})
+	out, err := NewSSH(sshtest.Pool(t, remote.PoolOptions{}, nil)).RunRemoteCommand(context.Background(), CommandRequest{Host: h, Command: []string{"id", "-u"}, Env: map[string]string{"X": "1"}})
 	if err != nil || strings.TrimSpace(out.Stdout) != "0" {
 		t.Fatalf("id -u via sudo: %+v, %v", out, err)
 	}
@@ -268,7 +269,7 @@ func TestUploadFileSudo(t *testing.T) {
 // its progress.
 func TestUploadFileHeartbeats(t *testing.T) {
 	s := sshtest.New(t, 1)
-	files := NewFiles(testPool(t, PoolOptions{}, nil))
+	files := NewFiles(sshtest.Pool(t, remote.PoolOptions{}, nil))
 	files.heartbeatEvery = 10 * time.Millisecond
 	env, _ := activityEnv(t, files)
 	got := make(chan UploadProgress, 100)

@@ -41,6 +41,7 @@ missing_packages() {
 	need pgrep procps            # tests look for leftover remote processes
 	need sudo sudo               # the upload activity's sudo path is tested
 	need chromium chromium       # the Web UI test drives Debian's headless Chromium
+	need shellcheck shellcheck   # make lint checks the scripts the activities run on hosts
 }
 
 # engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).
@@ -63,7 +64,7 @@ install_packages() {
 	local pkgs
 	pkgs=$(missing_packages | tr '\n' ' ')
 	if [ -z "${pkgs// /}" ]; then
-		say "packages: all present (dockerd, docker-compose, debootstrap, ssh, sshd, ip)"
+		say "packages: all present (dockerd, docker-compose, debootstrap, ssh, sshd, ip, shellcheck)"
 		return
 	fi
 	[ "$(id -u)" = 0 ] || die "missing packages ($pkgs) and not root: run as root"

@@ -45,7 +45,7 @@ func dryRun(ctx context.Context, s *session, plan *playbooks.Plan, out io.Writer
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 			StaticSummary:            fmt.Sprintf("dry run of %s step %d", plan.Name, i+1),
 		}, workflows.RollingNodeUpgrade, workflows.RollingUpgradeInput{
-			Hosts: hosts, Cluster: plan.Hosts, Upgrade: *step.Upgrade, Timeout: step.Timeout, DryRun: true,
+			Hosts: workflows.HostsOf(hosts), Cluster: workflows.HostsOf(plan.Hosts), Upgrade: *step.Upgrade, Timeout: step.Timeout, DryRun: true,
 		})
 		if err != nil {
 			return withCode(exitNotReady, fmt.Errorf("starting %s: %w", id, err))

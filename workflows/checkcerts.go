@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -20,9 +21,9 @@ import (
 //	 "check": {"minValidity": "720h", "action": "fail"}}
 type CheckCertificatesInput struct {
 	// Hosts are the nodes whose certificates are read (over SSH).
-	Hosts []playbooks.Host `json:"hosts"`
+	Hosts []remote.Host `json:"hosts"`
 	// Cluster is every host of the inventory: where a manager is looked for.
-	Cluster []playbooks.Host                `json:"cluster,omitempty"`
+	Cluster []remote.Host                   `json:"cluster,omitempty"`
 	Check   playbooks.CheckCertificatesStep `json:"check"`
 	// Timeout bounds a rotation's wait (action rotate); default 30m.
 	Timeout playbooks.Duration `json:"timeout,omitempty"`
@@ -99,7 +100,7 @@ func CheckCertificates(ctx workflow.Context, in CheckCertificatesInput) (*CheckC
 		return nil, invalidInput(fmt.Sprintf("check.action %q is not fail or rotate", check.Action))
 	}
 	if m := check.Manager; m != "" {
-		if _, ok := hostNamed(append(append([]playbooks.Host{}, in.Cluster...), in.Hosts...), m); !ok {
+		if _, ok := hostNamed(append(append([]remote.Host{}, in.Cluster...), in.Hosts...), m); !ok {
 			return nil, invalidInput(fmt.Sprintf("check.manager %q is not among the cluster's hosts", m))
 		}
 	}
@@ -220,7 +221,7 @@ func (cc *certRun) read(ctx workflow.Context, in CheckCertificatesInput, res *Ch
 	for i, h := range in.Hosts {
 		idx[h.Name] = i
 	}
-	eachHost(ctx, in.Hosts, func(ctx workflow.Context, h playbooks.Host) {
+	eachHost(ctx, in.Hosts, func(ctx workflow.Context, h remote.Host) {
 		o := opts
 		o.Summary = "read the certificate of " + h.Name
 		i := idx[h.Name]

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -21,10 +22,10 @@ import (
 // CA. The activities run against real engines in internal/e2e (-tags lab).
 
 // caHosts are hosts with addresses of their own (nodes are matched by address).
-func caHosts(names ...string) []playbooks.Host {
-	var hosts []playbooks.Host
+func caHosts(names ...string) []remote.Host {
+	var hosts []remote.Host
 	for i, n := range names {
-		hosts = append(hosts, playbooks.Host{Name: n, Address: fmt.Sprintf("10.0.0.%d", i+1), Port: 22, User: "root"})
+		hosts = append(hosts, remote.Host{Name: n, Address: fmt.Sprintf("10.0.0.%d", i+1), Port: 22, User: "root"})
 	}
 	return hosts
 }
@@ -32,7 +33,7 @@ func caHosts(names ...string) []playbooks.Host {
 // fakeCA is a swarm whose rotation moves one step per watch.
 type fakeCA struct {
 	mu       sync.Mutex
-	hosts    []playbooks.Host
+	hosts    []remote.Host
 	root     string
 	force    uint64
 	rotating bool
@@ -46,7 +47,7 @@ type fakeCA struct {
 	renewed  time.Time
 }
 
-func newFakeCA(hosts []playbooks.Host) *fakeCA {
+func newFakeCA(hosts []remote.Host) *fakeCA {
 	return &fakeCA{hosts: hosts, root: "aaaaaaaaaaaaaaaa", certs: len(hosts), roots: len(hosts),
 		down: map[string]bool{}, notAfter: map[string]time.Time{}}
 }
@@ -364,7 +365,11 @@ func TestRunPlaybookCheckCertificatesStep(t *testing.T) {
 	f := newFakeCA(hosts)
 	f.notAfter = map[string]time.Time{"m1": t0.Add(80 * 24 * time.Hour), "w1": t0.Add(10 * 24 * time.Hour)}
 	f.register(env)
-	plan := &playbooks.Plan{Name: "cert-check", Hosts: hosts, Steps: []playbooks.Step{{
+	var inventory []playbooks.Host
+	for _, h := range hosts {
+		inventory = append(inventory, playbooks.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User})
+	}
+	plan := &playbooks.Plan{Name: "cert-check", Hosts: inventory, Steps: []playbooks.Step{{
 		Name: "certificates", Kind: playbooks.KindCheckCertificates, Hosts: []string{"m1", "w1"},
 		Parallel: 10, Attempts: 3, Timeout: playbooks.Duration(10 * time.Minute),
 		CheckCertificates: &playbooks.CheckCertificatesStep{MinValidity: playbooks.Duration(30 * 24 * time.Hour), Action: playbooks.CertActionFail},

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -30,7 +31,7 @@ var consulActs *activities.Consul
 //	  "binary": "/path/consul", "sha256": "...", "datacenter": "dc1",
 //	  "gossipKeyFile": "/root/.config/clusterflow/consul-gossip.key"}}
 type ConsulBootstrapInput struct {
-	Hosts  []playbooks.Host     `json:"hosts"`
+	Hosts  []remote.Host        `json:"hosts"`
 	Consul playbooks.ConsulStep `json:"consul"`
 	// Parallel is how many hosts are worked on at once; 0 means all of them.
 	Parallel int `json:"parallel,omitempty"`

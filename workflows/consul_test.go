@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -23,10 +24,10 @@ import (
 // internal/e2e (-tags lab).
 
 // consulHosts are hosts named a, b, c... at 192.0.2.1, .2, ...
-func consulHosts(names ...string) []playbooks.Host {
-	var hosts []playbooks.Host
+func consulHosts(names ...string) []remote.Host {
+	var hosts []remote.Host
 	for i, n := range names {
-		hosts = append(hosts, playbooks.Host{Name: n, Address: fmt.Sprintf("192.0.2.%d", i+1), Port: 22, User: "root"})
+		hosts = append(hosts, remote.Host{Name: n, Address: fmt.Sprintf("192.0.2.%d", i+1), Port: 22, User: "root"})
 	}
 	return hosts
 }
@@ -60,7 +61,7 @@ func newFakeConsul() *fakeConsul {
 		starts: map[string]activities.StartConsulRequest{}, verifies: map[string]activities.VerifyConsulRequest{}}
 }
 
-func (f *fakeConsul) record(h playbooks.Host, act string, req any) error {
+func (f *fakeConsul) record(h remote.Host, act string, req any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := h.Name + ":" + act

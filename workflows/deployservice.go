@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -24,9 +25,9 @@ import (
 type DeployServiceInput struct {
 	// Hosts are the step's hosts: the candidates for the manager to ask, and the
 	// hosts whose outcome is reported.
-	Hosts []playbooks.Host `json:"hosts"`
+	Hosts []remote.Host `json:"hosts"`
 	// Cluster is every host of the inventory: where a named manager is looked up.
-	Cluster []playbooks.Host      `json:"cluster,omitempty"`
+	Cluster []remote.Host         `json:"cluster,omitempty"`
 	Service playbooks.ServiceStep `json:"service"`
 	// Timeout bounds the wait for the update's outcome; default 10m.
 	Timeout playbooks.Duration `json:"timeout,omitempty"`
@@ -131,7 +132,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 
 	// 1. The manager: the one the step names, else the first of the step's hosts
 	// that answers as a manager.
-	var manager playbooks.Host
+	var manager remote.Host
 	if svc.Manager != "" {
 		h, ok := hostNamed(in.Cluster, svc.Manager)
 		if !ok {
@@ -216,7 +217,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 // loadImages loads service.imageLoad into every ready, active swarm node, each
 // known by its inventory host (address, then hostname). It returns "" or why it
 // failed.
-func loadImages(ctx workflow.Context, in DeployServiceInput, manager playbooks.Host, res *DeployServiceResult, prog *DeployServiceProgress) string {
+func loadImages(ctx workflow.Context, in DeployServiceInput, manager remote.Host, res *DeployServiceResult, prog *DeployServiceProgress) string {
 	svc := in.Service
 	var nodes []activities.SwarmNode
 	o := swarmOptions
@@ -226,20 +227,20 @@ func loadImages(ctx workflow.Context, in DeployServiceInput, manager playbooks.H
 		return "image load: " + errorMessage(err)
 	}
 	known := append(slices.Clone(in.Cluster), in.Hosts...)
-	var targets []playbooks.Host
+	var targets []remote.Host
 	var missing []string
 	for _, n := range nodes {
 		if n.State != "ready" || n.Availability != "active" {
 			continue
 		}
-		i := slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Address == n.Addr })
+		i := slices.IndexFunc(known, func(h remote.Host) bool { return h.Address == n.Addr })
 		if i < 0 {
-			i = slices.IndexFunc(known, func(h playbooks.Host) bool { return h.Name == n.Hostname })
+			i = slices.IndexFunc(known, func(h remote.Host) bool { return h.Name == n.Hostname })
 		}
 		switch {
 		case i < 0:
 			missing = append(missing, n.Hostname+" ("+n.Addr+")")
-		case !slices.ContainsFunc(targets, func(h playbooks.Host) bool { return h.Name == known[i].Name }):
+		case !slices.ContainsFunc(targets, func(h remote.Host) bool { return h.Name == known[i].Name }):
 			targets = append(targets, known[i])
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -56,7 +57,7 @@ func (f *fakeService) register(env *testsuite.TestWorkflowEnvironment) {
 func serviceInput() DeployServiceInput {
 	three := uint64(3)
 	return DeployServiceInput{
-		Hosts: []playbooks.Host{{Name: "master"}},
+		Hosts: []remote.Host{{Name: "master"}},
 		Service: playbooks.ServiceStep{Create: true, Service: "web", Image: "web:2", Replicas: &three,
 			Update: &playbooks.UpdatePolicy{Parallelism: 1, Monitor: playbooks.Duration(5 * time.Second), FailureAction: "rollback", Order: "stop-first"}},
 	}
@@ -188,9 +189,9 @@ func TestDeployServiceApplyRefused(t *testing.T) {
 func TestDeployServiceInvalidInput(t *testing.T) {
 	for name, in := range map[string]DeployServiceInput{
 		"no hosts":      {Service: playbooks.ServiceStep{Service: "web", Image: "x"}},
-		"no name":       {Hosts: []playbooks.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Image: "x"}},
-		"create no img": {Hosts: []playbooks.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Create: true, Service: "web"}},
-		"bad action": {Hosts: []playbooks.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Service: "web",
+		"no name":       {Hosts: []remote.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Image: "x"}},
+		"create no img": {Hosts: []remote.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Create: true, Service: "web"}},
+		"bad action": {Hosts: []remote.Host{{Name: "m"}}, Service: playbooks.ServiceStep{Service: "web",
 			Update: &playbooks.UpdatePolicy{FailureAction: "retry"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -213,7 +214,7 @@ func TestDeployServiceLoadsTheImage(t *testing.T) {
 	}
 	in := serviceInput()
 	in.Service.ImageLoad = "/images/web-2.tar"
-	in.Cluster = []playbooks.Host{{Name: "master", Address: "10.0.0.1"}, {Name: "slave01", Address: "10.0.0.2"}, {Name: "slave02", Address: "10.0.0.3"}}
+	in.Cluster = []remote.Host{{Name: "master", Address: "10.0.0.1"}, {Name: "slave01", Address: "10.0.0.2"}, {Name: "slave02", Address: "10.0.0.3"}}
 	var mu sync.Mutex
 	var loads []string
 	res := runService(t, f, in, func(env *testsuite.TestWorkflowEnvironment) {

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -21,7 +22,7 @@ import (
 //
 //	{"hosts": [...], "keys": {"clusterKey": "/home/op/.ssh/cluster", "mesh": true}, "parallel": 5}
 type DistributeKeysInput struct {
-	Hosts []playbooks.Host             `json:"hosts"`
+	Hosts []remote.Host                `json:"hosts"`
 	Keys  playbooks.DistributeKeysStep `json:"keys"`
 	// Parallel is how many hosts a phase works on at once; 0 means 10.
 	Parallel int `json:"parallel,omitempty"`

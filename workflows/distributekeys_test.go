@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -37,7 +38,7 @@ func hostKey(host string) string { return "ssh-ed25519 AAAAhost-" + host }
 func keysInput(mesh bool, hosts ...string) DistributeKeysInput {
 	in := DistributeKeysInput{Keys: playbooks.DistributeKeysStep{ClusterKey: testClusterKey, Mesh: mesh}, Parallel: 2}
 	for i, h := range hosts {
-		in.Hosts = append(in.Hosts, playbooks.Host{
+		in.Hosts = append(in.Hosts, remote.Host{
 			Name: h, Address: "10.0.0." + string(rune('1'+i)), Port: 22, User: "root",
 			KnownHostsFile: "/etc/clusterflow/known_hosts",
 		})

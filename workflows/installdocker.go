@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -24,7 +25,7 @@ import (
 //	  "identityFile": "/path/id_ed25519", "knownHostsFile": "/path/known_hosts"}],
 //	 "docker": {"source": "distro", "users": ["alice"]}, "parallel": 3}
 type InstallDockerInput struct {
-	Hosts  []playbooks.Host            `json:"hosts"`
+	Hosts  []remote.Host               `json:"hosts"`
 	Docker playbooks.InstallDockerStep `json:"docker"`
 	// Parallel is how many hosts are worked on at once; 0 means all of them.
 	Parallel int `json:"parallel,omitempty"`

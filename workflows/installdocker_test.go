@@ -13,16 +13,17 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 // These tests check InstallDocker's logic with faked activities. The activities
 // themselves run on real lab nodes in internal/e2e (-tags lab).
 
-func dockerHosts(names ...string) []playbooks.Host {
-	var hosts []playbooks.Host
+func dockerHosts(names ...string) []remote.Host {
+	var hosts []remote.Host
 	for _, n := range names {
-		hosts = append(hosts, playbooks.Host{Name: n, Address: "127.0.0.1", Port: 22, User: "root"})
+		hosts = append(hosts, remote.Host{Name: n, Address: "127.0.0.1", Port: 22, User: "root"})
 	}
 	return hosts
 }
@@ -43,7 +44,7 @@ func newFakeDocker() *fakeDocker {
 	return &fakeDocker{fail: map[string]error{}, failOnce: map[string]error{}, installed: map[string]bool{}, restart: map[string]bool{}}
 }
 
-func (f *fakeDocker) record(h playbooks.Host, act string) error {
+func (f *fakeDocker) record(h remote.Host, act string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := h.Name + ":" + act

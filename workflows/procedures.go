@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -21,19 +22,43 @@ type HostOutcome struct {
 }
 
 // procedureHosts picks the named hosts out of a plan, in the step's order.
-func procedureHosts(p *playbooks.Plan, names []string) []playbooks.Host {
-	hosts := make([]playbooks.Host, 0, len(names))
+func procedureHosts(p *playbooks.Plan, names []string) []remote.Host {
+	hosts := make([]remote.Host, 0, len(names))
 	for _, n := range names {
 		if h, ok := p.HostByName(n); ok {
-			hosts = append(hosts, h)
+			hosts = append(hosts, HostOf(h))
 		}
 	}
 	return hosts
 }
 
+// HostOf is an inventory host as the activities reach it: the same fields, and the
+// same JSON, as a remote.Host.
+func HostOf(h playbooks.Host) remote.Host {
+	r := remote.Host{
+		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		IdentityFile: h.IdentityFile, UseAgent: h.UseAgent, Sudo: h.Sudo, Groups: h.Groups,
+		KnownHostsFile: h.KnownHostsFile, HostKeyPolicy: h.HostKeyPolicy, Jump: h.Jump,
+	}
+	if h.Via != nil {
+		via := HostOf(*h.Via)
+		r.Via = &via
+	}
+	return r
+}
+
+// HostsOf is HostOf of every host.
+func HostsOf(hosts []playbooks.Host) []remote.Host {
+	out := make([]remote.Host, len(hosts))
+	for i, h := range hosts {
+		out[i] = HostOf(h)
+	}
+	return out
+}
+
 // checkHosts refuses an empty host list, unnamed hosts and repeated names, and
 // returns the names in input order. Every procedure checks its hosts with it.
-func checkHosts(hosts []playbooks.Host) ([]string, error) {
+func checkHosts(hosts []remote.Host) ([]string, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New(`no hosts: give at least one in "hosts"`)
 	}

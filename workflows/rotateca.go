@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -22,9 +23,9 @@ import (
 type RotateCAInput struct {
 	// Hosts are the nodes whose outcome is reported (the swarm rotates all its
 	// nodes, listed or not).
-	Hosts []playbooks.Host `json:"hosts"`
+	Hosts []remote.Host `json:"hosts"`
 	// Cluster is every host of the inventory: where a manager is looked for.
-	Cluster []playbooks.Host       `json:"cluster,omitempty"`
+	Cluster []remote.Host          `json:"cluster,omitempty"`
 	CA      playbooks.RotateCAStep `json:"ca"`
 	// Timeout bounds the wait for the rotation's end; default 30m. The swarm goes
 	// on rotating after it: a new run attaches to the rotation.
@@ -238,7 +239,7 @@ func checkRotateCA(in RotateCAInput) error {
 
 // findCAManager returns the named manager, or the first host of the cluster (then
 // of hosts) whose engine answers as a reachable manager.
-func findCAManager(ctx workflow.Context, name string, hosts, cluster []playbooks.Host) (playbooks.Host, error) {
+func findCAManager(ctx workflow.Context, name string, hosts, cluster []remote.Host) (remote.Host, error) {
 	all := append(slices.Clone(cluster), hosts...)
 	if name != "" {
 		h, _ := hostNamed(all, name)
@@ -249,7 +250,7 @@ func findCAManager(ctx workflow.Context, name string, hosts, cluster []playbooks
 	var found string
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), swarmActs.FindManager,
 		activities.FindManagerRequest{Candidates: all}).Get(ctx, &found); err != nil {
-		return playbooks.Host{}, err
+		return remote.Host{}, err
 	}
 	h, _ := hostNamed(all, found)
 	return h, nil
@@ -388,7 +389,7 @@ func (rc *caRun) publish(ctx workflow.Context) {
 
 // caNodeOf picks host h's node: by address, else by hostname; a ready node before
 // the down entry a node that rejoined leaves behind.
-func caNodeOf(nodes []activities.CANode, h playbooks.Host) (activities.CANode, bool) {
+func caNodeOf(nodes []activities.CANode, h remote.Host) (activities.CANode, bool) {
 	for _, match := range []func(activities.CANode) bool{
 		func(n activities.CANode) bool { return n.Addr == h.Address && n.State == "ready" },
 		func(n activities.CANode) bool { return n.Addr == h.Address },

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -25,9 +26,9 @@ type RunPlaybookInput struct {
 	Plan     *playbooks.Plan `json:"plan,omitempty"`
 }
 
-// Workflow error types.
+// Workflow error types. A run whose input cannot run (nothing was started) fails
+// with activities.ErrInvalidInput, the activities' type for a request that is wrong.
 const (
-	ErrInvalidInput   = "InvalidInput"   // the input cannot run; nothing was started
 	ErrPlaybookFailed = "PlaybookFailed" // a step failed beyond its failure budget
 )
 
@@ -193,7 +194,7 @@ func checkPlan(p *playbooks.Plan) error {
 }
 
 func invalidInput(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrInvalidInput, nil)
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrInvalidInput, nil)
 }
 
 // run is the state of one RunPlaybook execution.
@@ -250,7 +251,7 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 			hs := &st.Hosts[targets[k]]
 			host, _ := r.plan.HostByName(hs.Host)
 			hs.State, hs.Started = HostRunning, workflow.Now(ctx)
-			return r.startHost(ctx, step, host)
+			return r.startHost(ctx, step, HostOf(host))
 		},
 		func(k int, f workflow.Future) {
 			hs := &st.Hosts[targets[k]]
@@ -369,7 +370,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 		// A failed rotation carries its per-host outcomes as the error's details.
 		var res RotateCAResult
 		err = workflow.ExecuteChildWorkflow(cctx, RotateCA, RotateCAInput{
-			Hosts: hosts, Cluster: r.plan.Hosts, CA: *step.RotateCA, Timeout: step.Timeout,
+			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), CA: *step.RotateCA, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		if detailsInto(err, &res) {
 			err = nil
@@ -378,7 +379,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 	case playbooks.KindCheckCertificates:
 		var res CheckCertificatesResult
 		err = workflow.ExecuteChildWorkflow(cctx, CheckCertificates, CheckCertificatesInput{
-			Hosts: hosts, Cluster: r.plan.Hosts, Check: *step.CheckCertificates, Timeout: step.Timeout,
+			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Check: *step.CheckCertificates, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		if detailsInto(err, &res) {
 			err = nil
@@ -387,19 +388,19 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 	case playbooks.KindDeployService, playbooks.KindUpdateService:
 		var res DeployServiceResult
 		err = workflow.ExecuteChildWorkflow(cctx, DeployService, DeployServiceInput{
-			Hosts: hosts, Cluster: r.plan.Hosts, Service: *step.Service, Timeout: step.Timeout,
+			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Service: *step.Service, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	case playbooks.KindRollingNodeUpgrade:
 		var res RollingUpgradeResult
 		err = workflow.ExecuteChildWorkflow(cctx, RollingNodeUpgrade, RollingUpgradeInput{
-			Hosts: hosts, Cluster: r.plan.Hosts, Upgrade: *step.Upgrade, Timeout: step.Timeout,
+			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Upgrade: *step.Upgrade, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	default: // a node operation; checkPlan refused every other kind
 		var res SwarmNodesResult
 		err = workflow.ExecuteChildWorkflow(cctx, SwarmNodes, SwarmNodesInput{
-			Hosts: hosts, Cluster: r.plan.Hosts, Node: *step.Node, Timeout: step.Timeout,
+			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Node: *step.Node, Timeout: step.Timeout,
 		}).Get(ctx, &res)
 		outcomes = res.Hosts
 	}
@@ -431,7 +432,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 }
 
 // startHost schedules the activity that performs step on one host.
-func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host playbooks.Host) workflow.Future {
+func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host remote.Host) workflow.Future {
 	actx := workflow.WithActivityOptions(ctx, hostOptions(step, host))
 	switch step.Kind {
 	case playbooks.KindUpload:
@@ -453,7 +454,7 @@ func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host playbook
 // attempts, a heartbeat so a dead worker's attempt is retried within seconds, and
 // waiting for cancellation so a cancelled run has stopped its remote commands before
 // it reports cancelled.
-func hostOptions(step playbooks.Step, host playbooks.Host) workflow.ActivityOptions {
+func hostOptions(step playbooks.Step, host remote.Host) workflow.ActivityOptions {
 	heartbeat := hostHeartbeat
 	if step.Kind == playbooks.KindRun {
 		heartbeat = runHeartbeat

@@ -256,7 +256,7 @@ func TestRunPlaybookProcedureSteps(t *testing.T) {
 func requireInvalidInput(t *testing.T, err error, want string) {
 	t.Helper()
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrInvalidInput || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), want) {
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidInput || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), want) {
 		t.Fatalf("want a non-retryable InvalidInput error containing %q, got %v", want, err)
 	}
 }

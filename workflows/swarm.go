@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -22,7 +23,7 @@ import (
 //	 "swarm": {"managers": ["master"], "advertiseAddr": "address",
 //	  "networks": [{"name": "backend", "attachable": true}]}}
 type SwarmInitInput struct {
-	Hosts []playbooks.Host        `json:"hosts"`
+	Hosts []remote.Host           `json:"hosts"`
 	Swarm playbooks.SwarmInitStep `json:"swarm"`
 }
 
@@ -40,9 +41,9 @@ type SwarmInitResult struct {
 
 // SwarmNodesInput is the one argument of SwarmNodes.
 type SwarmNodesInput struct {
-	Hosts []playbooks.Host `json:"hosts"`
+	Hosts []remote.Host `json:"hosts"`
 	// Cluster is every host of the inventory: where a manager is looked for.
-	Cluster []playbooks.Host   `json:"cluster"`
+	Cluster []remote.Host      `json:"cluster"`
 	Node    playbooks.NodeStep `json:"node"`
 	// Timeout bounds the wait of a drain (tasks running elsewhere); default 10m.
 	Timeout playbooks.Duration `json:"timeout,omitempty"`
@@ -147,7 +148,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	// 2. Join the others, all at once and all as workers: a join cut short then
 	// leaves a worker, never a half-added Raft member. Managers are promoted next,
 	// one at a time, each waited for until it is reachable.
-	var others []playbooks.Host
+	var others []remote.Host
 	for _, h := range in.Hosts {
 		if h.Name != first.Name {
 			others = append(others, h)
@@ -157,7 +158,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	if isIP(advertiseAddr) {
 		advertiseAddr = "" // an IP address is the first manager's own
 	}
-	eachHost(ctx, others, func(ctx workflow.Context, h playbooks.Host) {
+	eachHost(ctx, others, func(ctx workflow.Context, h remote.Host) {
 		var jr activities.SwarmChange
 		if sw.call(ctx, h.Name, SwarmPhaseJoin, activities.JoinSwarmRequest{
 			Manager: first, Host: h, Role: "worker", AdvertiseAddr: advertiseAddr,
@@ -293,7 +294,7 @@ func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, er
 	res := &SwarmNodesResult{}
 
 	// 1. Find a manager.
-	var manager playbooks.Host
+	var manager remote.Host
 	if in.Node.Manager != "" {
 		h, ok := hostNamed(in.Cluster, in.Node.Manager)
 		if !ok {
@@ -304,7 +305,7 @@ func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, er
 		}
 		manager = h
 	} else {
-		var candidates []playbooks.Host
+		var candidates []remote.Host
 		for _, h := range in.Cluster {
 			if _, target := hostNamed(in.Hosts, h.Name); !target {
 				candidates = append(candidates, h)
@@ -377,7 +378,7 @@ type swarmRun struct {
 	footer func() string
 }
 
-func newSwarmRun(_ workflow.Context, op string, hosts []playbooks.Host) *swarmRun {
+func newSwarmRun(_ workflow.Context, op string, hosts []remote.Host) *swarmRun {
 	sw := &swarmRun{
 		progress: &SwarmProgress{Operation: op},
 		changed:  map[string]bool{}, notes: map[string][]string{}, final: map[string]bool{},
@@ -527,7 +528,7 @@ func (sw *swarmRun) publish(ctx workflow.Context) {
 }
 
 // eachHost runs fn for every host in its own coroutine and waits for all.
-func eachHost(ctx workflow.Context, hosts []playbooks.Host, fn func(workflow.Context, playbooks.Host)) {
+func eachHost(ctx workflow.Context, hosts []remote.Host, fn func(workflow.Context, remote.Host)) {
 	wg := workflow.NewWaitGroup(ctx)
 	for _, h := range hosts {
 		wg.Add(1)
@@ -539,13 +540,13 @@ func eachHost(ctx workflow.Context, hosts []playbooks.Host, fn func(workflow.Con
 	wg.Wait(ctx)
 }
 
-func hostNamed(hosts []playbooks.Host, name string) (playbooks.Host, bool) {
+func hostNamed(hosts []remote.Host, name string) (remote.Host, bool) {
 	for _, h := range hosts {
 		if h.Name == name {
 			return h, true
 		}
 	}
-	return playbooks.Host{}, false
+	return remote.Host{}, false
 }
 
 // isIP reports whether an advertise setting is a literal address (with or without

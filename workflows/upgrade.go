@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -21,9 +22,9 @@ import (
 //	  "version": "20.10.24+dfsg1-1+deb12u1"}, "maxUnavailable": 50, "approval": true},
 //	 "dryRun": true}
 type RollingUpgradeInput struct {
-	Hosts []playbooks.Host `json:"hosts"`
+	Hosts []remote.Host `json:"hosts"`
 	// Cluster is every host of the inventory: where managers are looked for.
-	Cluster []playbooks.Host             `json:"cluster"`
+	Cluster []remote.Host                `json:"cluster"`
 	Upgrade playbooks.RollingUpgradeStep `json:"upgrade"`
 	// Timeout bounds each wait: tasks moved off a node, a node Ready, the
 	// services converged. Default 10m.
@@ -302,7 +303,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	if !ok {
 		return false
 	}
-	hosts := make([]playbooks.Host, 0, len(batch))
+	hosts := make([]remote.Host, 0, len(batch))
 	for _, name := range batch {
 		h, _ := hostNamed(u.in.Hosts, name)
 		hosts = append(hosts, h)
@@ -315,8 +316,8 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	waitOpts.StartToCloseTimeout = timeout.Std() + 2*time.Minute
 
 	// Drain the batch's nodes and wait until their tasks run elsewhere.
-	var upgrade []playbooks.Host
-	eachHost(ctx, hosts, func(ctx workflow.Context, h playbooks.Host) {
+	var upgrade []remote.Host
+	eachHost(ctx, hosts, func(ctx workflow.Context, h remote.Host) {
 		p := u.byHost[h.Name]
 		if p.Action != UpgradeActionUpgrade {
 			return
@@ -334,7 +335,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	if u.sw.anyFailed() {
 		return u.stopBatch(ctx, n, batch)
 	}
-	slices.SortStableFunc(upgrade, func(a, b playbooks.Host) int { return slices.Index(batch, a.Name) - slices.Index(batch, b.Name) })
+	slices.SortStableFunc(upgrade, func(a, b remote.Host) int { return slices.Index(batch, a.Name) - slices.Index(batch, b.Name) })
 
 	// The Raft state backup, before the first engine changes: from the drained
 	// manager of this batch (its engine stopped for the copy), or taken live from
@@ -391,7 +392,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	if !ok {
 		return false
 	}
-	eachHost(ctx, hosts, func(ctx workflow.Context, h playbooks.Host) {
+	eachHost(ctx, hosts, func(ctx workflow.Context, h remote.Host) {
 		id, p := u.node(h.Name).NodeID, u.byHost[h.Name]
 		var engine string
 		if !u.sw.callWith(ctx, waitOpts, h.Name, UpgradePhaseReady, activities.UpgradeNodeRequest{Manager: manager, Node: h, NodeID: id, Timeout: timeout},
@@ -455,10 +456,10 @@ func (u *upgradeRun) stopBatch(ctx workflow.Context, n int, batch []string) bool
 
 // manager finds a reachable manager, preferring the step's manager, then hosts
 // outside avoid. When none answers, every unfinished host fails with the reason.
-func (u *upgradeRun) manager(ctx workflow.Context, avoid []string) (playbooks.Host, bool) {
-	var first, later []playbooks.Host
+func (u *upgradeRun) manager(ctx workflow.Context, avoid []string) (remote.Host, bool) {
+	var first, later []remote.Host
 	seen := map[string]bool{} // looked up only, never ranged
-	add := func(h playbooks.Host) {
+	add := func(h remote.Host) {
 		switch {
 		case seen[h.Name]:
 		case slices.Contains(avoid, h.Name):
@@ -480,7 +481,7 @@ func (u *upgradeRun) manager(ctx workflow.Context, avoid []string) (playbooks.Ho
 	candidates := append(first, later...)
 	var name string
 	if !u.activity(ctx, "find a swarm manager", swarmOptions, swarmActs.FindManager, activities.FindManagerRequest{Candidates: candidates}, &name) {
-		return playbooks.Host{}, false
+		return remote.Host{}, false
 	}
 	h, _ := hostNamed(candidates, name)
 	u.res.Manager, u.sw.progress.Manager = name, name

@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/codec"
 	"github.com/clusterflow/clusterflow/internal/config"
 	"github.com/clusterflow/clusterflow/internal/devserver"
@@ -193,7 +194,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // StartWorker starts a worker for clusterflow's task queue in this process. The
 // returned stop function stops it and closes its SSH connections.
 func StartWorker(t *Temporal, cfg config.Config, logger *slog.Logger) (stop func(), err error) {
-	pool := activities.NewPool(activities.PoolOptions{Logger: logger, Metrics: t.Metrics})
+	pool := remote.NewPool(remote.PoolOptions{Logger: logger, Metrics: t.Metrics})
 	w := worker.New(t.Client, workflows.TaskQueue, workerOptions())
 	workflows.Register(w)
 	activities.Register(w, pool, cfg.PlaybookDir)

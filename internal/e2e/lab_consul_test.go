@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/clusterflow/clusterflow/activities"
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -87,11 +88,11 @@ func TestConsulBootstrapLab(t *testing.T) {
 	}
 
 	// The cluster as each agent's API tells it, read here, over SSH, by the test.
-	pool := activities.NewPool(activities.PoolOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	pool := remote.NewPool(remote.PoolOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer pool.Close()
 	leaders := map[string]bool{}
 	for _, h := range hosts {
-		api := consulAPI(t, pool, h)
+		api := consulAPI(t, pool, workflows.HostOf(h))
 		var leader string
 		var peers []string
 		var members []struct {
@@ -182,14 +183,10 @@ func consulResultOf(t *testing.T, c *cluster, id string) workflows.ConsulBootstr
 
 // consulAPI returns a getter of h's Consul HTTP API (127.0.0.1:8500 on the node),
 // reached through an SSH connection.
-func consulAPI(t *testing.T, pool *activities.Pool, h playbooks.Host) func(path string, v any) {
+func consulAPI(t *testing.T, pool *remote.Pool, h remote.Host) func(path string, v any) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			sc, err := pool.Client(ctx, h)
-			if err != nil {
-				return nil, err
-			}
-			return sc.DialContext(ctx, "tcp", activities.ConsulHTTPAddr)
+			return pool.DialTCP(ctx, h, activities.ConsulHTTPAddr)
 		},
 	}}
 	return func(path string, v any) {

@@ -69,7 +69,7 @@ func installDistroSurvivingKill(t *testing.T, c *cluster, w1 *exec.Cmd, hosts []
 	nodeSh(t, "master", `mkdir -p /etc/docker && printf '{\n  "log-level": "warn"\n}\n' >/etc/docker/daemon.json`)
 
 	in := workflows.InstallDockerInput{
-		Hosts: hosts,
+		Hosts: workflows.HostsOf(hosts),
 		Docker: playbooks.InstallDockerStep{
 			Source:       playbooks.DockerFromDistro,
 			DaemonConfig: map[string]any{"log-driver": "json-file", "log-opts": map[string]any{"max-size": "10m", "max-file": "3"}},
@@ -100,8 +100,8 @@ exit 1`)
 	_ = w1.Wait()
 	t.Logf("worker SIGKILLed %s after the start, while master ran: %s", time.Since(begin).Round(time.Millisecond), strings.TrimSpace(out))
 
-	// The remote commands die with the worker's connections (see activities'
-	// wrapperScript): what did the kill leave behind on each node?
+	// The remote commands die with the worker's connections (see
+	// activities/remote/wrapper.sh): what did the kill leave behind on each node?
 	time.Sleep(3 * time.Second)
 	for _, h := range hosts {
 		state := nodeSh(t, h.Name, `echo "apt/dpkg processes: $(pgrep -c -f 'apt-ge[t]|bin/dpk[g] ' || :)"
@@ -225,7 +225,7 @@ func installOfflineWithoutRoute(t *testing.T, c *cluster, h playbooks.Host) {
 	t.Logf("apt-get update on %s without a route fails as it should (%v):\n%s", node, err, indent(why))
 
 	in := workflows.InstallDockerInput{
-		Hosts: []playbooks.Host{h},
+		Hosts: workflows.HostsOf([]playbooks.Host{h}),
 		Docker: playbooks.InstallDockerStep{
 			Source: playbooks.DockerFromOffline, Packages: bundle, Version: "20.10.24",
 			DaemonConfig: map[string]any{"log-driver": "local"},

@@ -34,7 +34,7 @@ func TestLabDistributeKeys(t *testing.T) {
 	hosts := c.labHosts(inv, 3)
 	clusterKey := filepath.Join(t.TempDir(), "keys", "cluster")
 	in := workflows.DistributeKeysInput{
-		Hosts:    hosts,
+		Hosts:    workflows.HostsOf(hosts),
 		Keys:     playbooks.DistributeKeysStep{ClusterKey: clusterKey, Mesh: true},
 		Parallel: 3,
 	}

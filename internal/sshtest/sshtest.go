@@ -13,6 +13,7 @@
 package sshtest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -20,6 +21,9 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -34,7 +38,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/clusterflow/clusterflow/playbooks"
+	"github.com/clusterflow/clusterflow/activities/remote"
 )
 
 // SSHD is the sshd binary used. sshd re-executes itself, so the path is absolute.
@@ -157,16 +161,16 @@ func New(t testing.TB, n int) *Server {
 
 // Host returns a connection spec for endpoint i: user root, the client key, the
 // server's known_hosts, strict host key checking. Its name is "host<i>".
-func (s *Server) Host(i int) playbooks.Host {
+func (s *Server) Host(i int) remote.Host {
 	e := s.Hosts[i]
-	return playbooks.Host{
+	return remote.Host{
 		Name:           fmt.Sprintf("host%d", i),
 		Address:        e.Addr,
 		Port:           e.Port,
 		User:           "root",
 		IdentityFile:   s.ClientKey,
 		KnownHostsFile: s.KnownHosts,
-		HostKeyPolicy:  playbooks.HostKeyStrict,
+		HostKeyPolicy:  remote.HostKeyStrict,
 		Groups:         []string{"sshtest"},
 	}
 }
@@ -519,4 +523,70 @@ func parentOf(pid int) (int, bool) {
 func alive(pid int) bool {
 	state, _, ok := procStat(pid)
 	return ok && state != 'Z' && state != 'X'
+}
+
+// Eventually polls cond until it holds, and fails the test when it does not within
+// timeout. what names the wait in the failure.
+func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ProcsWith lists processes (other than this one) whose command line contains
+// marker, like pgrep -f, read from /proc so that procps is not needed.
+func ProcsWith(marker string) []string {
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	var out []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil || e.Name() == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 { // gone, or a zombie (empty cmdline)
+			continue
+		}
+		cmd := strings.ReplaceAll(string(bytes.TrimRight(b, "\x00")), "\x00", " ")
+		if strings.Contains(cmd, marker) {
+			out = append(out, e.Name()+": "+cmd)
+		}
+	}
+	return out
+}
+
+// SleepRunning reports whether the sleep started with SleepMarker's marker runs.
+func SleepRunning(marker string) bool {
+	for _, p := range ProcsWith(marker) {
+		if _, cmd, _ := strings.Cut(p, ": "); cmd == "sleep "+marker {
+			return true
+		}
+	}
+	return false
+}
+
+// SleepMarker returns a sleep duration argument that is unique on this machine, so
+// that the processes of one test can be found by their command line.
+func SleepMarker() string {
+	return fmt.Sprintf("1000.%09d", mrand.IntN(1e9))
+}
+
+// Pool returns a connection pool closed at the end of the test. Its log goes to
+// logTo when given, else nowhere.
+func Pool(t testing.TB, opts remote.PoolOptions, logTo io.Writer) *remote.Pool {
+	t.Helper()
+	if logTo == nil {
+		logTo = io.Discard
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p := remote.NewPool(opts)
+	t.Cleanup(p.Close)
+	return p
 }

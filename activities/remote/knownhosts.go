@@ -1,4 +1,4 @@
-package activities
+package remote
 
 import (
 	"crypto/ed25519"
@@ -15,8 +15,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
-
-	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 // knownHostsWriteMu serialises TOFU appends to known_hosts files in this process.
@@ -27,7 +25,7 @@ var knownHostsWriteMu sync.Mutex
 // hostKeyCheck is the HostKeyCallback for one dial. The callback's error reaches the
 // caller wrapped in "ssh: handshake failed", so the typed error is also kept in err.
 type hostKeyCheck struct {
-	host playbooks.Host
+	host Host
 	log  *slog.Logger
 	err  error
 }
@@ -42,7 +40,7 @@ func (c *hostKeyCheck) verify(hostname string, remote net.Addr, key ssh.PublicKe
 	file := h.KnownHostsFile
 	check, err := loadKnownHosts(file)
 	if err != nil {
-		return hostInvalid(h, "cannot read known_hosts file %s: %v", file, err)
+		return invalid(h, "cannot read known_hosts file %s: %v", file, err)
 	}
 	err = check(hostname, remote, key)
 	if err == nil {
@@ -52,18 +50,18 @@ func (c *hostKeyCheck) verify(hostname string, remote net.Addr, key ssh.PublicKe
 	var revoked *knownhosts.RevokedError
 	switch {
 	case errors.As(err, &revoked):
-		return hostKeyMismatch(h, "host key revoked: the server presented %s, which %s:%d marks as @revoked. Do not trust this host until the key is replaced",
+		return hostErr(h, HostKeyMismatch, "host key revoked: the server presented %s, which %s:%d marks as @revoked. Do not trust this host until the key is replaced",
 			describeKey(key), revoked.Revoked.Filename, revoked.Revoked.Line)
 	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
 		return mismatchError(h, key, keyErr.Want)
 	case errors.As(err, &keyErr):
-		if h.HostKeyPolicy == playbooks.HostKeyTOFU {
+		if h.HostKeyPolicy == HostKeyTOFU {
 			return c.pin(hostname, remote, key)
 		}
-		return hostKeyUnknown(h, "host key unknown: %s is not in %s; add it (ssh-keyscan -p %d %s >> %s after checking the fingerprint; the server presented %s) or set spec.hostKeyPolicy: tofu",
-			knownhosts.Normalize(hostname), file, portOf(h), h.Address, file, describeKey(key))
+		return hostErr(h, HostKeyUnknown, "host key unknown: %s is not in %s; add it (ssh-keyscan -p %d %s >> %s after checking the fingerprint; the server presented %s) or set spec.hostKeyPolicy: tofu",
+			knownhosts.Normalize(hostname), file, h.PortOrDefault(), h.Address, file, describeKey(key))
 	default:
-		return hostInvalid(h, "checking the host key against %s: %v", file, err)
+		return invalid(h, "checking the host key against %s: %v", file, err)
 	}
 }
 
@@ -77,7 +75,7 @@ func (c *hostKeyCheck) pin(hostname string, remote net.Addr, key ssh.PublicKey) 
 
 	check, err := loadKnownHosts(file)
 	if err != nil {
-		return hostInvalid(h, "cannot read known_hosts file %s: %v", file, err)
+		return invalid(h, "cannot read known_hosts file %s: %v", file, err)
 	}
 	var keyErr *knownhosts.KeyError
 	switch err := check(hostname, remote, key); {
@@ -86,14 +84,14 @@ func (c *hostKeyCheck) pin(hostname string, remote net.Addr, key ssh.PublicKey) 
 	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
 		return mismatchError(h, key, keyErr.Want)
 	case !errors.As(err, &keyErr):
-		return hostInvalid(h, "checking the host key against %s: %v", file, err)
+		return invalid(h, "checking the host key against %s: %v", file, err)
 	}
 
 	if err := appendKnownHost(file, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key)); err != nil {
-		return hostInvalid(h, "cannot pin the host key (tofu): %v", err)
+		return invalid(h, "cannot pin the host key (tofu): %v", err)
 	}
 	c.log.Info("pinned new host key (hostKeyPolicy tofu)",
-		"host", h.Name, "addr", hostAddr(h), "key", describeKey(key), "file", file)
+		"host", h.Name, "addr", h.Addr(), "key", describeKey(key), "file", file)
 	return nil
 }
 
@@ -128,7 +126,7 @@ func appendKnownHost(file, line string) error {
 	return f.Close()
 }
 
-func mismatchError(h playbooks.Host, key ssh.PublicKey, want []knownhosts.KnownKey) error {
+func mismatchError(h Host, key ssh.PublicKey, want []knownhosts.KnownKey) error {
 	where := make([]string, 0, len(want))
 	for _, w := range want {
 		where = append(where, fmt.Sprintf("%s:%d", w.Filename, w.Line))
@@ -137,7 +135,7 @@ func mismatchError(h playbooks.Host, key ssh.PublicKey, want []knownhosts.KnownK
 	if len(where) > 1 {
 		lines, them = "those lines", "have different keys"
 	}
-	return hostKeyMismatch(h, "host key mismatch: the server presented %s, but %s %s for it. If the host was reinstalled, remove %s; otherwise this may be an attack",
+	return hostErr(h, HostKeyMismatch, "host key mismatch: the server presented %s, but %s %s for it. If the host was reinstalled, remove %s; otherwise this may be an attack",
 		describeKey(key), strings.Join(where, ", "), them, lines)
 }
 
@@ -202,4 +200,54 @@ func algorithmsForKeyType(t string) []string {
 // describeKey is "TYPE SHA256:..." (public, safe to log and show).
 func describeKey(key ssh.PublicKey) string {
 	return key.Type() + " " + ssh.FingerprintSHA256(key)
+}
+
+// VerifiedAmong reports whether one of keys is a key that h's known_hosts file pins
+// for h, or the file pins no plain key for h at all (a host authenticated by a host
+// certificate has none, and is not checked). It tells whether keys read from a host
+// include the key this worker verifies it by.
+func VerifiedAmong(h Host, keys []PublicKey) (bool, error) {
+	check, err := loadKnownHosts(h.KnownHostsFile)
+	if err != nil {
+		return false, invalid(h, "cannot read known_hosts file %s: %v", h.KnownHostsFile, err)
+	}
+	pinned := false
+	for _, key := range keys {
+		err := check(h.Addr(), &net.TCPAddr{IP: net.IPv4zero}, key.k)
+		if err == nil {
+			return true, nil
+		}
+		var keyErr *knownhosts.KeyError
+		if errors.As(err, &keyErr) && len(keyErr.Want) > 0 {
+			pinned = true
+		}
+	}
+	return !pinned, nil
+}
+
+// AddKnownHostKeys appends to h's known_hosts file (on the worker) the keys it lacks
+// for h's address, and returns those it appended. A key the file marks @revoked is
+// never added. Lines are only appended; the file is created 0600 when missing.
+// Errors reading the file are *Error (Invalid); errors writing it are not.
+func AddKnownHostKeys(h Host, keys []PublicKey) ([]PublicKey, error) {
+	knownHostsWriteMu.Lock()
+	defer knownHostsWriteMu.Unlock()
+	check, err := loadKnownHosts(h.KnownHostsFile)
+	if err != nil {
+		return nil, invalid(h, "cannot read known_hosts file %s: %v", h.KnownHostsFile, err)
+	}
+	name := knownhosts.Normalize(h.Addr())
+	var added []PublicKey
+	for _, key := range keys {
+		err := check(h.Addr(), &net.TCPAddr{IP: net.IPv4zero}, key.k)
+		var revoked *knownhosts.RevokedError
+		if err == nil || errors.As(err, &revoked) {
+			continue
+		}
+		if err := appendKnownHost(h.KnownHostsFile, knownhosts.Line([]string{name}, key.k)); err != nil {
+			return added, fmt.Errorf("appending to %s: %w", h.KnownHostsFile, err)
+		}
+		added = append(added, key)
+	}
+	return added, nil
 }

@@ -1,8 +1,9 @@
-package activities
+package remote
 
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -117,4 +118,35 @@ func (l *lineTracker) String() string {
 		line = p
 	}
 	return strings.ToValidUTF8(string(line), "\uFFFD")
+}
+
+// outputSink collects both streams into bounded tails and remembers the last line
+// written to either, for progress reports.
+type outputSink struct {
+	out, err *tailBuffer
+	last     lineTracker
+}
+
+func newOutputSink(limit int) *outputSink {
+	return &outputSink{out: newTailBuffer(limit), err: newTailBuffer(limit)}
+}
+
+func (o *outputSink) stdout() io.Writer { return io.MultiWriter(o.out, &o.last) }
+func (o *outputSink) stderr() io.Writer { return io.MultiWriter(o.err, &o.last) }
+func (o *outputSink) lastLine() string  { return o.last.String() }
+
+// capBuffer keeps what is written up to limit bytes and notes any excess.
+type capBuffer struct {
+	buf   bytes.Buffer
+	limit int
+	over  bool
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	if room := c.limit - c.buf.Len(); len(p) > room {
+		c.over = true
+		c.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	return c.buf.Write(p)
 }

@@ -1,4 +1,4 @@
-package activities
+package remote_test
 
 import (
 	"sync"
@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
 )
 
@@ -24,7 +25,7 @@ func (d dialCounter) WithTags(tags map[string]string) client.MetricsHandler {
 }
 
 func (d dialCounter) Counter(name string) client.MetricsCounter {
-	if name != SSHConnections {
+	if name != remote.SSHConnections {
 		return client.MetricsNopHandler.Counter(name)
 	}
 	return counterOf(func(v int64) {
@@ -47,7 +48,7 @@ func (f counterOf) Inc(v int64) { f(v) }
 func TestPoolCountsDials(t *testing.T) {
 	s := sshtest.New(t, 1)
 	d := dialCounter{mu: &sync.Mutex{}, n: map[string]int64{}}
-	pool := testPool(t, PoolOptions{Metrics: d, ConnectTimeout: 5 * time.Second}, nil)
+	pool := sshtest.Pool(t, remote.PoolOptions{Metrics: d, ConnectTimeout: 5 * time.Second}, nil)
 	for range 2 { // one dial, reused
 		if err := runTrue(pool, s.Host(0)); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package activities
+package remote_test
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +15,13 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/sshtest"
-	"github.com/clusterflow/clusterflow/playbooks"
 )
 
-// runTrue runs `true` on h through a fresh SSH activity on pool.
-func runTrue(pool *Pool, h playbooks.Host) error {
-	_, err := NewSSH(pool).RunRemoteCommand(context.Background(), CommandRequest{Host: h, Command: []string{"true"}})
+// runTrue runs `true` on h through pool.
+func runTrue(pool *remote.Pool, h remote.Host) error {
+	_, err := pool.Run(context.Background(), h, remote.Cmd{Argv: []string{"true"}})
 	return err
 }
 
@@ -31,14 +30,14 @@ func TestHostKeyMismatchIsRefused(t *testing.T) {
 	if err := s.RotateHostKey(); err != nil {
 		t.Fatal(err)
 	}
-	for _, policy := range []string{playbooks.HostKeyStrict, playbooks.HostKeyTOFU} {
+	for _, policy := range []string{remote.HostKeyStrict, remote.HostKeyTOFU} {
 		t.Run(policy, func(t *testing.T) {
 			h := s.Host(0)
 			h.HostKeyPolicy = policy
 			before, _ := os.ReadFile(h.KnownHostsFile)
-			err := runTrue(testPool(t, PoolOptions{}, nil), h)
-			appErr := requireAppErr(t, err, ErrHostKeyMismatch, false)
-			msg := appErr.Message()
+			err := runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h)
+			appErr := requireKind(t, err, remote.HostKeyMismatch)
+			msg := appErr.Msg
 			for _, want := range []string{
 				"host host0 (" + s.Hosts[0].String() + ")",
 				"host key mismatch",
@@ -70,8 +69,8 @@ func TestHostKeyUnknownUnderStrict(t *testing.T) {
 	for _, file := range []string{other, missing} {
 		h := s.Host(0)
 		h.KnownHostsFile = file
-		err := runTrue(testPool(t, PoolOptions{}, nil), h)
-		msg := requireAppErr(t, err, ErrHostKeyUnknown, false).Message()
+		err := runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h)
+		msg := requireKind(t, err, remote.HostKeyUnknown).Msg
 		want := "[127.0.0.2]:" + itoa(s.Hosts[0].Port) + " is not in " + file +
 			"; add it (ssh-keyscan -p " + itoa(s.Hosts[0].Port) + " 127.0.0.2 >> " + file
 		if !strings.Contains(msg, want) || !strings.Contains(msg, "spec.hostKeyPolicy: tofu") {
@@ -88,16 +87,16 @@ func TestHostKeyTOFUPinsThenEnforces(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state") // does not exist yet
 	file := filepath.Join(dir, "known_hosts")
 	h0, h1 := s.Host(0), s.Host(1)
-	for _, h := range []*playbooks.Host{&h0, &h1} {
+	for _, h := range []*remote.Host{&h0, &h1} {
 		h.KnownHostsFile = file
-		h.HostKeyPolicy = playbooks.HostKeyTOFU
+		h.HostKeyPolicy = remote.HostKeyTOFU
 	}
 	var logBuf syncBuffer
-	pool := testPool(t, PoolOptions{}, &logBuf)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, &logBuf)
 	// Both hosts at once: the appends are serialised, each host pinned once.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, h := range []playbooks.Host{h0, h1} {
+	for i, h := range []remote.Host{h0, h1} {
 		wg.Go(func() { errs[i] = runTrue(pool, h) })
 	}
 	wg.Wait()
@@ -128,7 +127,7 @@ func TestHostKeyTOFUPinsThenEnforces(t *testing.T) {
 	}
 
 	// Pinned: a new pool (new dial) connects without adding lines.
-	if err := runTrue(testPool(t, PoolOptions{}, nil), h0); err != nil {
+	if err := runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h0); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := os.ReadFile(file); string(again) != string(data) {
@@ -139,8 +138,8 @@ func TestHostKeyTOFUPinsThenEnforces(t *testing.T) {
 	if err := s.RotateHostKey(); err != nil {
 		t.Fatal(err)
 	}
-	err = runTrue(testPool(t, PoolOptions{}, nil), h0)
-	requireAppErr(t, err, ErrHostKeyMismatch, false)
+	err = runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h0)
+	requireKind(t, err, remote.HostKeyMismatch)
 }
 
 // TestHostKeyAlgorithmsFollowKnownHosts: the server has ed25519 and ECDSA host keys,
@@ -156,7 +155,7 @@ func TestHostKeyAlgorithmsFollowKnownHosts(t *testing.T) {
 			if err := os.WriteFile(h.KnownHostsFile, []byte("# comment\n"+line+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := runTrue(testPool(t, PoolOptions{}, nil), h); err != nil {
+			if err := runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -188,7 +187,7 @@ func TestAuthFailures(t *testing.T) {
 	t.Run("wrong key", func(t *testing.T) {
 		h := s.Host(0)
 		h.IdentityFile = wrong
-		msg := requireAppErr(t, runTrue(testPool(t, PoolOptions{}, nil), h), ErrAuthFailed, false).Message()
+		msg := requireKind(t, runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h), remote.AuthFailed).Msg
 		if !strings.Contains(msg, "identity file "+wrong) || !strings.Contains(msg, "authorized_keys") {
 			t.Errorf("message: %s", msg)
 		}
@@ -196,7 +195,7 @@ func TestAuthFailures(t *testing.T) {
 	t.Run("passphrase", func(t *testing.T) {
 		h := s.Host(0)
 		h.IdentityFile = locked
-		msg := requireAppErr(t, runTrue(testPool(t, PoolOptions{}, nil), h), ErrAuthFailed, false).Message()
+		msg := requireKind(t, runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h), remote.AuthFailed).Msg
 		if !strings.Contains(msg, "passphrase") || !strings.Contains(msg, "ssh-add "+locked) || !strings.Contains(msg, "useAgent: true") {
 			t.Errorf("message: %s", msg)
 		}
@@ -204,14 +203,14 @@ func TestAuthFailures(t *testing.T) {
 	t.Run("missing identity file", func(t *testing.T) {
 		h := s.Host(0)
 		h.IdentityFile = filepath.Join(dir, "nope")
-		requireAppErr(t, runTrue(testPool(t, PoolOptions{}, nil), h), ErrInvalidInput, false)
+		requireKind(t, runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h), remote.Invalid)
 	})
 	t.Run("agent without SSH_AUTH_SOCK", func(t *testing.T) {
 		t.Setenv("SSH_AUTH_SOCK", "")
 		h := s.Host(0)
 		h.IdentityFile = ""
 		h.UseAgent = true
-		msg := requireAppErr(t, runTrue(testPool(t, PoolOptions{}, nil), h), ErrAuthFailed, false).Message()
+		msg := requireKind(t, runTrue(sshtest.Pool(t, remote.PoolOptions{}, nil), h), remote.AuthFailed).Msg
 		if !strings.Contains(msg, "SSH_AUTH_SOCK") {
 			t.Errorf("message: %s", msg)
 		}
@@ -221,7 +220,7 @@ func TestAuthFailures(t *testing.T) {
 func TestClosedPortIsRetryableUnreachable(t *testing.T) {
 	s := sshtest.New(t, 1)
 	h := closedPortHost(t, s)
-	msg := requireAppErr(t, runTrue(testPool(t, PoolOptions{ConnectTimeout: 5 * time.Second}, nil), h), ErrHostUnreachable, true).Message()
+	msg := requireKind(t, runTrue(sshtest.Pool(t, remote.PoolOptions{ConnectTimeout: 5 * time.Second}, nil), h), remote.Unreachable).Msg
 	if !strings.Contains(msg, "host closed (127.0.0.1:") || !strings.Contains(msg, "connection refused") {
 		t.Errorf("message: %s", msg)
 	}
@@ -229,15 +228,12 @@ func TestClosedPortIsRetryableUnreachable(t *testing.T) {
 
 func TestJumpHost(t *testing.T) {
 	s := sshtest.New(t, 2)
-	pool := testPool(t, PoolOptions{}, nil)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
 	jump, target := s.Host(0), s.Host(1)
 	target.Jump = jump.Name
 	target.Via = &jump
 
-	res, err := NewSSH(pool).RunRemoteCommand(context.Background(), CommandRequest{
-		Host:    target,
-		Command: []string{"sh", "-c", `echo "$SSH_CONNECTION"`},
-	})
+	res, err := pool.Run(context.Background(), target, remote.Cmd{Argv: []string{"sh", "-c", `echo "$SSH_CONNECTION"`}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +252,12 @@ func TestJumpHost(t *testing.T) {
 	// A target the jump host cannot reach is a retryable HostUnreachable.
 	closed := closedPortHost(t, s)
 	closed.Via = &jump
-	requireAppErr(t, runTrue(pool, closed), ErrHostUnreachable, true)
+	requireKind(t, runTrue(pool, closed), remote.Unreachable)
 }
 
 func TestPoolReusesOneConnection(t *testing.T) {
 	s := sshtest.New(t, 1)
-	pool := testPool(t, PoolOptions{}, nil)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
 	h := s.Host(0)
 	if err := runTrue(pool, h); err != nil {
 		t.Fatal(err)
@@ -270,7 +266,7 @@ func TestPoolReusesOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Concurrent first use of another pool shares one dial too.
-	pool2 := testPool(t, PoolOptions{}, nil)
+	pool2 := sshtest.Pool(t, remote.PoolOptions{}, nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
 	for range 6 {
@@ -293,19 +289,19 @@ func TestPoolReusesOneConnection(t *testing.T) {
 
 func TestPoolReconnectsAfterServerRestart(t *testing.T) {
 	s := sshtest.New(t, 1)
-	pool := testPool(t, PoolOptions{}, nil)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
 	h := s.Host(0)
 	if err := runTrue(pool, h); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := pool.Client(context.Background(), h)
+	first, _ := remote.ClientOf(pool, context.Background(), h)
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	if err := runTrue(pool, h); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
-	second, _ := pool.Client(context.Background(), h)
+	second, _ := remote.ClientOf(pool, context.Background(), h)
 	if first == second {
 		t.Fatal("the pool kept the dead client")
 	}
@@ -316,15 +312,15 @@ func TestPoolReconnectsAfterServerRestart(t *testing.T) {
 func TestPoolKeepalive(t *testing.T) {
 	s := sshtest.New(t, 1)
 	h := s.Host(0)
-	pool := testPool(t, PoolOptions{KeepAliveInterval: 20 * time.Millisecond, ConnectTimeout: 2 * time.Second}, nil)
-	c1, err := pool.Client(context.Background(), h)
+	pool := sshtest.Pool(t, remote.PoolOptions{KeepAliveInterval: 20 * time.Millisecond, ConnectTimeout: 2 * time.Second}, nil)
+	c1, err := remote.ClientOf(pool, context.Background(), h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Let several keepalives go by: the same client stays pooled.
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		c, err := pool.Client(context.Background(), h)
+		c, err := remote.ClientOf(pool, context.Background(), h)
 		if err != nil || c != c1 {
 			t.Fatalf("client replaced while healthy: %v", err)
 		}
@@ -335,11 +331,118 @@ func TestPoolKeepalive(t *testing.T) {
 	// host that vanished from the network.
 	resume := s.Pause()
 	defer resume()
-	waitFor(t, "the unresponsive connection to be evicted", 10*time.Second, func() bool {
-		pool.mu.Lock()
-		defer pool.mu.Unlock()
-		return len(pool.conns) == 0
+	sshtest.Eventually(t, "the unresponsive connection to be evicted", 10*time.Second, func() bool {
+		return remote.ConnCount(pool) == 0
 	})
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+// TestDialIsOutsideThePool: a connection of its own, closed by its owner, that runs
+// commands like the pool's.
+func TestDialIsOutsideThePool(t *testing.T) {
+	s := sshtest.New(t, 1)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
+	h := s.Host(0)
+	if err := runTrue(pool, h); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tcpConnsTo(t, s.Hosts[0].String()); n != 2 {
+		t.Errorf("%d TCP connections, want 2 (the pool's and the fresh one)", n)
+	}
+	res, err := conn.Run(context.Background(), remote.Cmd{Argv: []string{"sh", "-c", "echo out; exit 3"}})
+	if err != nil || res.ExitCode != 3 || res.Stdout != "out\n" {
+		t.Fatalf("run: %+v %v", res, err)
+	}
+	conn.Close()
+	sshtest.Eventually(t, "the fresh connection to close", 5*time.Second, func() bool { return tcpConnsTo(t, s.Hosts[0].String()) == 1 })
+
+	// A refused key is refused on a fresh dial too.
+	bad := h
+	bad.IdentityFile = filepath.Join(t.TempDir(), "missing")
+	_, err = pool.Dial(context.Background(), bad)
+	requireKind(t, err, remote.Invalid)
+}
+
+// TestConnectionDropKillsRemoteProcess closes the TCP connection under
+// a running command, as a killed worker would, and checks that the remote processes
+// end and the error is a retryable HostUnreachable.
+func TestConnectionDropKillsRemoteProcess(t *testing.T) {
+	s := sshtest.New(t, 1)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
+	marker := sshtest.SleepMarker()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := pool.Run(context.Background(), s.Host(0), remote.Cmd{Argv: []string{"sh", "-c", "sleep " + marker + "; echo never"}})
+		errc <- err
+	}()
+	sshtest.Eventually(t, "the remote command to start", 10*time.Second, func() bool { return sshtest.SleepRunning(marker) })
+
+	client, err := remote.ClientOf(pool, context.Background(), s.Host(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closing the ssh.Client closes the socket with no SSH goodbye: to sshd this is
+	// the same as the worker process being killed.
+	client.Close()
+
+	select {
+	case err := <-errc:
+		requireKind(t, err, remote.Unreachable)
+	case <-time.After(15 * time.Second):
+		t.Fatal("activity did not return after the connection dropped")
+	}
+	sshtest.Eventually(t, "the remote processes to end", 10*time.Second, func() bool { return len(sshtest.ProcsWith(marker)) == 0 })
+
+	// The dead connection was evicted: the next call dials again and works.
+	res, err := pool.Run(context.Background(), s.Host(0), remote.Cmd{Argv: []string{"true"}})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("after reconnect: %+v, %v", res, err)
+	}
+}
+
+// TestRunProgress: a running command reports the last line of its output.
+func TestRunProgress(t *testing.T) {
+	s := sshtest.New(t, 1)
+	pool := sshtest.Pool(t, remote.PoolOptions{}, nil)
+	dir := t.TempDir()
+	stop := filepath.Join(dir, "stop")
+	script := []string{"sh", "-c", `echo first; echo progress-line; while [ ! -e "$0" ]; do sleep 0.05; done`, stop}
+
+	lines := make(chan string, 1000)
+	done := make(chan error, 1)
+	go func() {
+		_, err := pool.Run(context.Background(), s.Host(0), remote.Cmd{
+			Argv:          script,
+			ProgressEvery: 20 * time.Millisecond,
+			Progress: func(_ time.Duration, last string) {
+				select {
+				case lines <- last:
+				default:
+				}
+			},
+		})
+		done <- err
+	}()
+	deadline := time.After(15 * time.Second)
+wait:
+	for {
+		select {
+		case l := <-lines:
+			if l == "progress-line" {
+				break wait
+			}
+		case <-deadline:
+			t.Fatal("no heartbeat with the last output line")
+		}
+	}
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+}
