@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // This file runs apt and dpkg on a host, for InstallDockerPackages and for
@@ -295,11 +296,8 @@ func aptSummary(out string) string {
 
 // Debian versions and pins.
 
-// debVersionRE is what a Debian version (or a prefix of one) may contain.
-var debVersionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~:-]*$`)
-
 func checkPackageVersion(v string) error {
-	if v != "" && !debVersionRE.MatchString(v) {
+	if v != "" && !rules.DebianVersion(v) {
 		return fmt.Errorf("version %q is not a Debian package version", v)
 	}
 	return nil

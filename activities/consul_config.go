@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
-	"regexp"
 	"strings"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // ConsulConfigRequest is the input of ConfigureConsul: the agent's settings, and
@@ -75,7 +75,7 @@ func (c *Consul) ConfigureConsul(ctx context.Context, req ConsulConfigRequest) (
 		return res, hostInvalid(h, "retryJoin is empty: name at least one server")
 	case req.Server && req.BootstrapExpect < 1:
 		return res, hostInvalid(h, "a server needs bootstrapExpect of at least 1")
-	case req.BindInterface != "" && !ifaceRE.MatchString(req.BindInterface):
+	case req.BindInterface != "" && !rules.InterfaceName(req.BindInterface):
 		return res, hostInvalid(h, "bindInterface %q is not an interface name", req.BindInterface)
 	}
 	if err := checkGossipKeyPath(req.GossipKeyFile); err != nil {
@@ -145,6 +145,3 @@ func (c *Consul) ConfigureConsul(ctx context.Context, req ConsulConfigRequest) (
 	res.Changed = changed || op.changedSoFar()
 	return res, err
 }
-
-// ifaceRE is a Linux interface name, as the playbook format accepts it.
-var ifaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.@-]{0,14}$`)

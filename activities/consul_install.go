@@ -8,11 +8,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -37,9 +37,6 @@ type InstallConsulResult struct {
 	Version string `json:"version"` // what `consul version` says, e.g. 1.22.7
 	Message string `json:"message"`
 }
-
-// sha256Hex matches a SHA-256 in lower-case hex.
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // InstallConsul puts the consul executable on the host, unless the right one is
 // there already, then checks that it runs there (`consul version`):
@@ -115,7 +112,7 @@ func (c *Consul) installFromFile(ctx context.Context, op *hostOp, req InstallCon
 	switch {
 	case !filepath.IsAbs(req.Binary):
 		return res, hostInvalid(h, "consul binary %q must be an absolute path on the worker", req.Binary)
-	case !sha256Hex.MatchString(req.SHA256):
+	case !rules.SHA256(req.SHA256):
 		return res, hostInvalid(h, "the SHA-256 of the consul binary must be 64 lower-case hex digits, got %q", req.SHA256)
 	}
 	fi, err := os.Stat(req.Binary)
@@ -159,7 +156,7 @@ func (c *Consul) installFromURL(ctx context.Context, op *hostOp, req InstallCons
 	h := op.host
 	dest := path.Join(c.binDir, "consul")
 	res := InstallConsulResult{Path: dest}
-	if !sha256Hex.MatchString(req.SHA256) {
+	if !rules.SHA256(req.SHA256) {
 		return res, hostInvalid(h, "the SHA-256 of the release zip must be 64 lower-case hex digits, got %q", req.SHA256)
 	}
 	if !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // DockerUsersRequest is the input of AddDockerUsers.
@@ -31,7 +32,7 @@ func (d *Docker) AddDockerUsers(ctx context.Context, req DockerUsersRequest) (Do
 		return DockerUsersResult{}, nil
 	}
 	for _, u := range req.Users {
-		if !userRE.MatchString(u) {
+		if !rules.UserName(u) {
 			return DockerUsersResult{}, hostInvalid(h, "%q is not a user name", u)
 		}
 	}

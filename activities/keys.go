@@ -2,10 +2,10 @@ package activities
 
 import (
 	"context"
-	"regexp"
 	"time"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // The activities of the DistributeKeys procedure. Two kinds:
@@ -31,16 +31,12 @@ func NewKeys(r remote.Remote) *Keys {
 	return &Keys{rem: typedRemote{r}, heartbeatEvery: defaultHeartbeat}
 }
 
-// userRE is what a portable user name looks like (POSIX, plus the trailing $ of
-// machine accounts). The key and Docker activities take user names by it.
-var userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?$`)
-
 // keysUser is the user whose ~/.ssh is managed: user, or the login user.
 func keysUser(h remote.Host, user string) (string, error) {
 	if user == "" {
 		user = h.User
 	}
-	if !userRE.MatchString(user) {
+	if !rules.UserName(user) {
 		return "", hostInvalid(h, "user %q is not a valid user name", user)
 	}
 	return user, nil

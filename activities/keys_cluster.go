@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // This file is the worker side of DistributeKeys: the cluster key pair on the
@@ -23,8 +24,8 @@ const clusterKeyComment = "clusterflow-cluster-key"
 
 // Suffixes of the cluster key's companion files on the worker.
 const (
-	NextKeySuffix = ".next" // the new pair while a rotation is in progress
-	OldKeySuffix  = ".old"  // the pair a rotation replaced, kept once
+	NextKeySuffix = rules.NextKeySuffix // the new pair while a rotation is in progress
+	OldKeySuffix  = rules.OldKeySuffix  // the pair a rotation replaced, kept once
 )
 
 // KeyInfo describes a key pair on the worker by its public half only.

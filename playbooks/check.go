@@ -3,15 +3,18 @@ package playbooks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // Checks of single values: names, addresses, paths, modes.
@@ -42,30 +45,39 @@ func (f *file) nameRefOrAll(n *yaml.Node, path string) string {
 	return s
 }
 
-// loginName matches SSH login names.
-var loginName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
-
 // user reads the SSH login name of a host.
 func (f *file) user(n *yaml.Node, path string) (string, bool) {
 	s, ok := f.str(n, path)
-	if ok && !loginName.MatchString(s) {
-		f.errorAt(n, path, "must be a user name (letters, digits, '_', '.', '-', not starting with a digit or '-'); got %s", quote(s))
+	if ok && !rules.UserName(s) {
+		f.errorAt(n, path, "must be a user name (%s); got %s", rules.UserNameRule, quote(s))
 		return "", false
 	}
 	return s, ok
 }
 
-// accountName matches the owner and group of uploaded files: a POSIX-style name or a
-// numeric id.
-var accountName = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})$`)
-
-// account reads an upload's owner or group; what is "user" or "group".
-func (f *file) account(n *yaml.Node, path, what string) string {
-	s, ok := f.str(n, path)
-	if ok && !accountName.MatchString(s) {
-		f.errorAt(n, path, "must be a %s name (lowercase letters, digits, '_', '.', '-', at most 32) or a numeric id; got %s", what, quote(s))
+// account checks an upload's owner or group (what is "user" or "group"): a name or
+// a numeric id, as chown takes them.
+func (ps *Problems) account(field, what, s string) {
+	if s != "" && !rules.Account(s) {
+		ps.add(field, "must be a %s name (%s) or a numeric id; got %s", what, rules.UserNameRule, quote(s))
 	}
-	return s
+}
+
+// userName checks a user name on the hosts.
+func (ps *Problems) userName(field, s string) {
+	if !rules.UserName(s) {
+		ps.add(field, "must be a user name (%s); got %s", rules.UserNameRule, quote(s))
+	}
+}
+
+// envNames checks the names of environment variables.
+func (ps *Problems) envNames(field string, env map[string]string) {
+	//workflowcheck:ignore sorted right away: the problems do not depend on map order
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if !rules.EnvName(k) {
+			ps.add(keyPath(field, k), "name %s must be letters, digits and _, not starting with a digit", quote(k))
+		}
+	}
 }
 
 // addressProblem says what is wrong with a host address, or "" when it is an IP
@@ -160,21 +172,49 @@ func (f *file) localFile(n *yaml.Node, path string) (string, bool) {
 	return p, true
 }
 
-// remotePath reads an absolute path on a target host. Remote hosts are POSIX.
-func (f *file) remotePath(n *yaml.Node, path string) (string, bool) {
-	s, ok := f.nonEmptyStr(n, path)
-	switch {
-	case !ok:
-		return "", false
-	case !strings.HasPrefix(s, "/"):
-		f.errorAt(n, path, "must be an absolute path (starting with /), got %s", quote(s))
-		return "", false
-	case strings.ContainsRune(s, 0):
-		f.errorAt(n, path, "must not contain a NUL byte")
-		return "", false
+// localPathOr reads the local path field key of m, or def when it is left out (a
+// default that cannot be expanded is reported where the field is missing). "" when
+// it cannot be read.
+func (f *file) localPathOr(m *fields, key, def string) string {
+	s, ok := def, true
+	n, p := m.get(key)
+	if n != nil {
+		s, ok = f.nonEmptyStr(n, p)
+	} else {
+		n = m.node
 	}
-	return s, true
+	if !ok {
+		return ""
+	}
+	abs, err := f.localPath(s)
+	if err != nil {
+		f.errorAt(n, p, "%v", err)
+	}
+	return abs
 }
+
+// remotePath checks an absolute path on a target host, if one is given. Remote hosts
+// are POSIX.
+func (ps *Problems) remotePath(field, s string) {
+	switch {
+	case s == "":
+	case !strings.HasPrefix(s, "/"):
+		ps.add(field, "must be an absolute path (starting with /), got %s", quote(s))
+	case strings.ContainsRune(s, 0):
+		ps.add(field, "must not contain a NUL byte")
+	}
+}
+
+// workerPath checks an absolute path on the worker, if one is given. The parser makes
+// every local path absolute; JSON input may not.
+func (ps *Problems) workerPath(field, s string) {
+	if s != "" && !filepath.IsAbs(s) {
+		ps.add(field, "must be an absolute path on the worker, got %s", quote(s))
+	}
+}
+
+// maxMode is the largest file mode: permission bits only.
+const maxMode = 0o7777
 
 // mode reads a file mode. The rule, so that a mode always means what it looks like:
 //   - a quoted string is read as octal: "0644", "644", "0o644", "04755";
@@ -211,7 +251,7 @@ func (f *file) mode(n *yaml.Node, path string) (uint32, bool) {
 	}
 	v, _ := strconv.ParseUint(digits, 8, 32) // at most 8 octal digits: cannot fail
 	switch {
-	case v > 0o7777:
+	case v > maxMode:
 		f.errorAt(n, path, "must be at most 07777 (permission bits only), got %s", quote(n.Value))
 		return 0, false
 	case v == 0:

@@ -1,16 +1,18 @@
 package playbooks
 
 import (
-	"encoding/hex"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // defaultGossipKeyFile is where ConsulBootstrap keeps the gossip encryption key when
@@ -27,151 +29,149 @@ var consulDatacenter = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // readConsul reads the fields of a consulBootstrap step.
 func readConsul(f *file, m *fields, s *Step, c *stepContext) {
-	cs := &ConsulStep{Source: ConsulFromFile, Datacenter: "dc1"}
+	cs := &ConsulStep{Source: ConsulFromFile}
 	s.Consul = cs
 	if n, p := m.get("servers"); n != nil {
-		cs.Servers = f.stepSubset(n, p, s, c, "servers")
-	} else {
-		cs.Servers = s.Hosts
+		cs.Servers = f.stepSubset(n, p, c)
 	}
 	if n, p := m.get("source"); n != nil {
-		v, ok := f.str(n, p)
-		switch {
-		case !ok:
-			cs.Source = ""
-		case v == ConsulFromFile || v == ConsulFromURL || v == ConsulFromApt:
-			cs.Source = v
-		default:
-			f.errorAt(n, p, "unknown source %s; sources are: %s (a consul binary sent from the worker), %s (a release zip each host downloads), %s (HashiCorp's apt repository or a mirror of it)",
-				quote(v), ConsulFromFile, ConsulFromURL, ConsulFromApt)
-			cs.Source = ""
+		var ok bool
+		if cs.Source, ok = f.str(n, p); !ok {
+			// The fields that depend on the source would only repeat the mistake.
+			for _, field := range []string{"binary", "url", "sha256"} {
+				c.settle(field)
+			}
 		}
 	}
-	if cs.Source == "" {
-		// The fields that depend on the source would only repeat the mistake.
-		readConsulCommon(f, m, cs)
-		cs.Source = ConsulFromFile
-		return
-	}
-
-	// binary: file only, required there.
-	n, p := m.get("binary")
-	switch {
-	case n == nil && cs.Source == ConsulFromFile:
-		f.missing(m, "binary", "source: %s needs the consul executable to send, e.g. ../.clusterflow/lab/consul (`go run ./lab consul` builds one)", ConsulFromFile)
-	case n != nil && cs.Source != ConsulFromFile:
-		f.errorAt(n, p, "binary is only used with source: %s", ConsulFromFile)
-	case n != nil:
+	if n, p := m.get("binary"); n != nil {
 		if b, ok := f.consulBinary(n, p); ok {
 			cs.Binary = b
 		}
 	}
-
-	// url: the release zip (url, required), or the apt repository (apt, optional).
-	n, p = m.get("url")
-	switch {
-	case n == nil && cs.Source == ConsulFromURL:
-		f.missing(m, "url", "source: %s needs the release zip, e.g. https://releases.hashicorp.com/consul/1.22.7/consul_1.22.7_linux_amd64.zip", ConsulFromURL)
-	case n != nil && cs.Source == ConsulFromFile:
-		f.errorAt(n, p, "url is only used with source: %s (the release zip) or %s (the apt repository)", ConsulFromURL, ConsulFromApt)
-	case n != nil:
-		if v, ok := f.nonEmptyStr(n, p); ok {
-			u, err := url.Parse(v)
-			switch {
-			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-				f.errorAt(n, p, "must be an http or https URL, got %s", quote(v))
-			case u.User != nil || strings.ContainsAny(v, " \t\n'\"\\"):
-				f.errorAt(n, p, "must be a plain URL, without credentials, quotes or spaces")
-			case cs.Source == ConsulFromURL && !strings.HasSuffix(u.Path, ".zip"):
-				f.errorAt(n, p, "must name a release zip (ending in .zip), got %s", quote(v))
-			default:
-				cs.URL = v
-				if cs.Source == ConsulFromApt {
-					cs.URL = strings.TrimSuffix(v, "/")
-				}
-			}
-		}
+	if n, p := m.get("url"); n != nil {
+		cs.URL, _ = f.nonEmptyStr(n, p)
 	}
-
-	// sha256 or sha256sums: file and url, one of them required.
+	// sha256 or sha256sums (a SHA256SUMS file, read now): the sum of the binary
+	// (file) or of the zip (url).
 	sn, sp := m.get("sha256")
 	ln, lp := m.get("sha256sums")
-	if cs.Source == ConsulFromApt {
-		for _, kv := range []struct {
-			n    *yaml.Node
-			p, k string
-		}{{sn, sp, "sha256"}, {ln, lp, "sha256sums"}} {
-			if kv.n != nil {
-				f.errorAt(kv.n, kv.p, "%s is only used with source: %s or %s (apt checks packages by the repository's signature)", kv.k, ConsulFromFile, ConsulFromURL)
-			}
-		}
-	} else {
-		switch {
-		case sn != nil && ln != nil:
-			f.errorAt(ln, lp, "give sha256 or sha256sums, not both")
-		case sn != nil:
-			if v, ok := f.nonEmptyStr(sn, sp); ok {
-				if !isSHA256(v) {
-					f.errorAt(sn, sp, "must be a SHA-256 in hex (64 characters), got %s", quote(v))
-				} else {
-					cs.SHA256 = strings.ToLower(v)
-				}
-			}
-		case ln != nil:
-			cs.SHA256 = f.sha256From(ln, lp, consulFileName(cs))
-		default:
-			what := "the consul binary"
-			if cs.Source == ConsulFromURL {
-				what = "the release zip"
-			}
-			f.missing(m, "sha256", "source: %s needs the SHA-256 of %s: give sha256 (hex) or sha256sums (a SHA256SUMS file)", cs.Source, what)
+	switch {
+	case sn != nil && ln != nil:
+		f.errorAt(ln, lp, "give sha256 or sha256sums, not both")
+		c.settle("sha256")
+	case sn != nil:
+		cs.SHA256, _ = f.nonEmptyStr(sn, sp)
+	case ln != nil && cs.Source == ConsulFromApt:
+		f.errorAt(ln, lp, "sha256sums is only used with source: %s or %s (apt checks packages by the repository's signature)", ConsulFromFile, ConsulFromURL)
+	case ln != nil:
+		if cs.SHA256 = f.sha256From(ln, lp, consulFileName(cs)); cs.SHA256 == "" {
+			// Reported at sha256sums, or at the binary or url it gives the sum of.
+			c.settle("sha256")
 		}
 	}
-
-	readConsulCommon(f, m, cs)
-}
-
-// readConsulCommon reads the fields that do not depend on the source.
-func readConsulCommon(f *file, m *fields, cs *ConsulStep) {
 	if n, p := m.get("version"); n != nil {
-		if v, ok := f.nonEmptyStr(n, p); ok {
-			if !aptVersion.MatchString(v) {
-				f.errorAt(n, p, "must be a version such as 1.22.7 (apt: 1.22.7-1), got %s", quote(v))
-			}
-			cs.Version = v
-		}
+		cs.Version, _ = f.nonEmptyStr(n, p)
 	}
 	if n, p := m.get("datacenter"); n != nil {
-		if v, ok := f.nonEmptyStr(n, p); ok {
-			if !consulDatacenter.MatchString(v) {
-				f.errorAt(n, p, "must be lower-case letters, digits, _ and - (at most 63), starting with a letter or digit, got %s", quote(v))
-			}
-			cs.Datacenter = v
-		}
+		cs.Datacenter, _ = f.nonEmptyStr(n, p)
 	}
-	key, keyOK := defaultGossipKeyFile, true
-	n, p := m.get("gossipKeyFile")
-	if n != nil {
-		key, keyOK = f.nonEmptyStr(n, p)
-	}
-	if keyOK {
-		abs, err := f.localPath(key)
-		if err != nil {
-			if n == nil {
-				n, p = m.node, m.path
-			}
-			f.errorAt(n, p, "%v", err)
-		}
-		cs.GossipKeyFile = abs
-	}
+	cs.GossipKeyFile = f.localPathOr(m, "gossipKeyFile", defaultGossipKeyFile)
 	if n, p := m.get("bindInterface"); n != nil {
-		if v, ok := f.nonEmptyStr(n, p); ok {
-			if !ifaceName.MatchString(v) {
-				f.errorAt(n, p, "must be a network interface name such as eth1, got %s", quote(v))
-			}
-			cs.BindInterface = v
+		cs.BindInterface, _ = f.nonEmptyStr(n, p)
+	}
+}
+
+// Normalize applies a consulBootstrap step's defaults (every host a server, source
+// file, datacenter dc1, sha256 in lower case, the apt repository's URL without a
+// trailing slash) and checks its settings.
+func (cs *ConsulStep) Normalize(sc Scope) Problems {
+	var ps Problems
+	if len(cs.Servers) == 0 {
+		cs.Servers = slices.Clone(sc.Hosts)
+	}
+	sc.stepRef(&ps, "servers", cs.Servers)
+	for i, name := range cs.Servers {
+		if slices.Contains(cs.Servers[:i], name) {
+			ps.add("servers", "server %s is listed twice", quote(name))
+			break
 		}
 	}
+	if cs.Source == "" {
+		cs.Source = ConsulFromFile
+	}
+	if cs.Datacenter == "" {
+		cs.Datacenter = "dc1"
+	}
+	switch cs.Source {
+	case ConsulFromFile, ConsulFromURL, ConsulFromApt:
+		ps = append(ps, cs.source()...)
+	default:
+		// The fields that depend on the source would only repeat the mistake.
+		ps.add("source", "unknown source %s; sources are: %s (a consul binary sent from the worker), %s (a release zip each host downloads), %s (HashiCorp's apt repository or a mirror of it)",
+			quote(cs.Source), ConsulFromFile, ConsulFromURL, ConsulFromApt)
+	}
+	if cs.Version != "" && !rules.DebianVersion(cs.Version) {
+		ps.add("version", "must be a version such as 1.22.7 (apt: 1.22.7-1), got %s", quote(cs.Version))
+	}
+	if !consulDatacenter.MatchString(cs.Datacenter) {
+		ps.add("datacenter", "must be lower-case letters, digits, _ and - (at most 63), starting with a letter or digit, got %s", quote(cs.Datacenter))
+	}
+	if cs.GossipKeyFile == "" {
+		ps.add("gossipKeyFile", "is required: the absolute path of the gossip key's file on the worker")
+	}
+	ps.workerPath("gossipKeyFile", cs.GossipKeyFile)
+	if cs.BindInterface != "" && !rules.InterfaceName(cs.BindInterface) {
+		ps.add("bindInterface", "must be a network interface name such as eth1, got %s", quote(cs.BindInterface))
+	}
+	return ps
+}
+
+// source checks the fields that depend on the source: binary (file), url (the zip
+// for url, the repository for apt) and sha256 (file and url).
+func (cs *ConsulStep) source() Problems {
+	var ps Problems
+	switch {
+	case cs.Binary == "" && cs.Source == ConsulFromFile:
+		ps.add("binary", "is required; source: %s needs the consul executable to send, e.g. ../.clusterflow/lab/consul (`go run ./lab consul` builds one)", ConsulFromFile)
+	case cs.Binary != "" && cs.Source != ConsulFromFile:
+		ps.add("binary", "binary is only used with source: %s", ConsulFromFile)
+	default:
+		ps.workerPath("binary", cs.Binary)
+	}
+	switch {
+	case cs.URL == "" && cs.Source == ConsulFromURL:
+		ps.add("url", "is required; source: %s needs the release zip, e.g. https://releases.hashicorp.com/consul/1.22.7/consul_1.22.7_linux_amd64.zip", ConsulFromURL)
+	case cs.URL != "" && cs.Source == ConsulFromFile:
+		ps.add("url", "url is only used with source: %s (the release zip) or %s (the apt repository)", ConsulFromURL, ConsulFromApt)
+	case cs.URL != "":
+		u, err := url.Parse(cs.URL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			ps.add("url", "must be an http or https URL, got %s", quote(cs.URL))
+		case u.User != nil || strings.ContainsAny(cs.URL, " \t\n'\"\\"):
+			ps.add("url", "must be a plain URL, without credentials, quotes or spaces")
+		case cs.Source == ConsulFromURL && !strings.HasSuffix(u.Path, ".zip"):
+			ps.add("url", "must name a release zip (ending in .zip), got %s", quote(cs.URL))
+		case cs.Source == ConsulFromApt:
+			cs.URL = strings.TrimSuffix(cs.URL, "/")
+		}
+	}
+	switch {
+	case cs.Source == ConsulFromApt && cs.SHA256 != "":
+		ps.add("sha256", "sha256 is only used with source: %s or %s (apt checks packages by the repository's signature)", ConsulFromFile, ConsulFromURL)
+	case cs.Source == ConsulFromApt:
+	case cs.SHA256 == "":
+		what := "the consul binary"
+		if cs.Source == ConsulFromURL {
+			what = "the release zip"
+		}
+		ps.add("sha256", "is required; source: %s needs the SHA-256 of %s: give sha256 (hex) or sha256sums (a SHA256SUMS file)", cs.Source, what)
+	case !isSHA256(cs.SHA256):
+		ps.add("sha256", "must be a SHA-256 in hex (64 characters), got %s", quote(cs.SHA256))
+	default:
+		cs.SHA256 = strings.ToLower(cs.SHA256)
+	}
+	return ps
 }
 
 // consulBinary reads binary: a local path (absolute, ~/, or relative to the playbook;
@@ -255,7 +255,4 @@ func parseSums(text string) (sums map[string]string, bad string) {
 	return sums, ""
 }
 
-func isSHA256(s string) bool {
-	_, err := hex.DecodeString(s)
-	return len(s) == 64 && err == nil
-}
+func isSHA256(s string) bool { return rules.SHA256(strings.ToLower(s)) }

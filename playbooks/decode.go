@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // This file is a small strict decoder over yaml.v3 node trees. Every read goes through
@@ -216,6 +219,12 @@ func (f *file) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 	return v, true
 }
 
+// anyInteger reads an integer of any value: its range is a rule of the field, which
+// Normalize checks.
+func (f *file) anyInteger(n *yaml.Node, path string) (int, bool) {
+	return f.integer(n, path, math.MinInt, math.MaxInt)
+}
+
 // boolean reads true or false (YAML also accepts True and TRUE).
 func (f *file) boolean(n *yaml.Node, path string) (bool, bool) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
@@ -241,6 +250,12 @@ func (f *file) duration(n *yaml.Node, path string, lo, hi time.Duration) (time.D
 		return 0, false
 	}
 	return d, true
+}
+
+// anyDuration reads a duration of any length: its range is a rule of the field,
+// which Normalize checks.
+func (f *file) anyDuration(n *yaml.Node, path string) (time.Duration, bool) {
+	return f.duration(n, path, math.MinInt64, math.MaxInt64)
 }
 
 // shortDuration prints 24h rather than 24h0m0s.
@@ -279,9 +294,6 @@ func (f *file) stringList(n *yaml.Node, path string) ([]string, bool) {
 	return out, ok
 }
 
-// envName matches environment variable and template variable names.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // stringMap reads a mapping of names (envName) to strings.
 func (f *file) stringMap(n *yaml.Node, path string) (map[string]string, bool) {
 	m := f.mapping(n, path)
@@ -292,7 +304,7 @@ func (f *file) stringMap(n *yaml.Node, path string) (map[string]string, bool) {
 	ok := len(m.keys) == len(n.Content)/2 // false when mapping reported a key
 	for _, k := range m.keys {
 		p := keyPath(path, k.Value)
-		if !envName.MatchString(k.Value) {
+		if !rules.EnvName(k.Value) {
 			f.errorAt(k, p, "name %s must be letters, digits and _, not starting with a digit", quote(k.Value))
 			ok = false
 			continue

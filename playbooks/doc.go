@@ -36,7 +36,7 @@
 //	        groups: [managers]
 //	  steps:
 //	    - name: say hello    # unique within the playbook
-//	      kind: run          # closed list: run, upload, distributeKeys, installDocker
+//	      kind: run          # closed list: the kinds below (Kinds() lists them)
 //	      hosts: all         # "all", a host or group name, or a list of them
 //	      parallel: 10       # default 10
 //	      maxFailPercent: 0  # default 0: any host failing stops the run after this step
@@ -188,6 +188,19 @@
 // 64 MiB; a plain file is streamed) inside the playbook's directory (also after following symbolic links), so that a
 // playbook sent inline cannot copy other files of the worker; dest is an absolute path
 // of a file (not ending in /); owner and group are user or group names, or numeric ids.
+//
+// Names on the hosts. A user name (a host's user, distributeKeys.user,
+// installDocker.users) is letters, digits, '_', '.' and '-', starting with a letter
+// or '_', at most 32 characters, optionally ending in $ (internal/rules); an upload's
+// owner and group are such a name or a numeric id. Package versions (installDocker,
+// rollingNodeUpgrade, consulBootstrap) start with a digit.
+//
+// Where the rules live. Each step type checks itself in its Normalize method (next to
+// its reader, one file per kind), which also applies the defaults a zero value stands
+// for. The parser calls it once a step is read and reports each problem at its field;
+// the workflows call the same methods (Plan.Normalize, or the step type's) for input
+// that arrives as JSON without the parser, so a plan or a procedure input started from
+// the Web UI meets the same rules.
 //
 // Templates (template: true) are Go text/template with its built-in functions only;
 // a missing key is an error. They see TemplateData: {{.Host.Name}}, {{.Host.Address}},

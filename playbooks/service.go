@@ -21,11 +21,15 @@ const (
 )
 
 // Service limits and patterns.
-const maxServiceItems = 100
+const (
+	maxServiceItems = 100
+	maxReplicas     = 1000
+	// maxUpdateParallelism bounds updateConfig.parallelism (0: all tasks at once).
+	maxUpdateParallelism = 1000
+	maxHealthRetries     = 100
+)
 
 var (
-	// serviceName is what the engine accepts as a service name.
-	serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 	// portSpec is PUBLISHED:TARGET[/tcp|udp|sctp].
 	portSpec = regexp.MustCompile(`^([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp|sctp))?$`)
 	// constraintSpec is a placement constraint: node.role==manager, node.labels.zone!=a.
@@ -101,41 +105,31 @@ var serviceFields = []string{"service", "manager", "image", "replicas", "env", "
 	"constraints", "healthCheck", "updateConfig", "rollbackConfig"}
 
 // readService reads the fields of a deployService or updateService step.
-func readService(f *file, m *fields, s *Step, c *stepContext) {
+func readService(f *file, m *fields, s *Step, _ *stepContext) {
 	v := &ServiceStep{Create: s.Kind == KindDeployService}
 	s.Service = v
-	if n, p := m.get("service"); n == nil {
-		f.missing(m, "service", "name the swarm service")
-	} else if name, ok := f.nonEmptyStr(n, p); ok {
-		if !serviceName.MatchString(name) {
-			f.errorAt(n, p, "must be letters, digits and . _ - (at most 63), starting with a letter or digit, got %s", quote(name))
-		}
-		v.Service = name
+	if n, p := m.get("service"); n != nil {
+		v.Service, _ = f.nonEmptyStr(n, p)
 	}
-	v.Manager = f.managerRef(m, c)
-	if n, p := m.get("image"); n == nil {
-		if v.Create {
-			f.missing(m, "image", "deployService creates the service when it is missing, and needs its image")
-		}
-	} else if n.Kind == yaml.MappingNode {
+	v.Manager = f.managerRef(m)
+	if n, p := m.get("image"); n != nil && n.Kind == yaml.MappingNode {
 		// image: {name: web:2, load: images/web-2.tar}
-		im := f.mapping(n, p)
-		if im != nil {
+		if im := f.mapping(n, p); im != nil {
 			f.checkKeys(im, "name", "load")
 			if in, ip := im.get("name"); in == nil {
 				f.missing(im, "name", "the image reference the tarball holds, such as web:2")
 			} else {
-				v.Image = f.imageRef(in, ip)
+				v.Image, _ = f.nonEmptyStr(in, ip)
 			}
 			if ln, lp := im.get("load"); ln != nil {
 				v.ImageLoad, _ = f.localFile(ln, lp)
 			}
 		}
-	} else {
-		v.Image = f.imageRef(n, p)
+	} else if n != nil {
+		v.Image, _ = f.nonEmptyStr(n, p)
 	}
 	if n, p := m.get("replicas"); n != nil {
-		if r, ok := f.integer(n, p, 0, 1000); ok {
+		if r, ok := f.integer(n, p, 0, maxReplicas); ok {
 			u := uint64(r)
 			v.Replicas = &u
 		}
@@ -152,38 +146,96 @@ func readService(f *file, m *fields, s *Step, c *stepContext) {
 		v.Mounts = f.serviceMounts(n, p)
 	}
 	if n, p := m.get("networks"); n != nil {
-		v.Networks = f.patternList(n, p, dockerName, "a network name")
+		v.Networks, _ = f.stringList(n, p)
 	}
 	if n, p := m.get("constraints"); n != nil {
-		v.Constraints = f.patternList(n, p, constraintSpec, "ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, such as node.role==manager")
+		v.Constraints, _ = f.stringList(n, p)
 	}
 	if n, p := m.get("healthCheck"); n != nil {
 		v.HealthCheck = f.healthCheck(n, p)
 	}
 	if n, p := m.get("updateConfig"); n != nil {
-		v.Update = f.updatePolicy(n, p, true)
+		v.Update = f.updatePolicy(n, p)
 	}
 	if n, p := m.get("rollbackConfig"); n != nil {
-		v.Rollback = f.updatePolicy(n, p, false)
+		v.Rollback = f.updatePolicy(n, p)
 	}
 }
 
-// imageRef reads an image reference.
-func (f *file) imageRef(n *yaml.Node, path string) string {
-	img, ok := f.nonEmptyStr(n, path)
-	if ok && strings.ContainsAny(img, " \t\n") {
-		f.errorAt(n, path, "an image reference has no spaces, got %s", quote(img))
+// normalizeService is the Normalize of the service kinds: the kind decides whether
+// the service may be created.
+func normalizeService(s *Step, sc Scope) Problems {
+	if s.Service == nil {
+		return Problems{{Msg: "kind " + s.Kind + " needs service"}}
 	}
-	return img
+	s.Service.Create = s.Kind == KindDeployService
+	return s.Service.Normalize(sc)
 }
 
-// servicePorts reads ports: ["8080:80", "5353:53/udp"].
+// Normalize checks a service step's settings and fills in the protocol of ports
+// (tcp) and the type of mounts (volume) that leave them out.
+func (v *ServiceStep) Normalize(sc Scope) Problems {
+	var ps Problems
+	switch {
+	case v.Service == "":
+		ps.add("service", "is required; name the swarm service")
+	case !dockerName.MatchString(v.Service):
+		ps.add("service", "must be letters, digits and . _ - (at most 63), starting with a letter or digit, got %s", quote(v.Service))
+	}
+	sc.inventoryRef(&ps, "manager", v.Manager)
+	switch {
+	case v.Image == "" && v.Create:
+		ps.add("image", "is required; deployService creates the service when it is missing, and needs its image")
+	case v.Image == "" && v.ImageLoad != "":
+		ps.add("image", "is required with a tarball to load: the image reference the tarball holds, such as web:2")
+	case strings.ContainsAny(v.Image, " \t\n"):
+		ps.add("image", "an image reference has no spaces, got %s", quote(v.Image))
+	}
+	ps.workerPath("image.load", v.ImageLoad)
+	if v.Replicas != nil && *v.Replicas > maxReplicas {
+		ps.add("replicas", "must be between 0 and %d, got %d", maxReplicas, *v.Replicas)
+	}
+	ps.envNames("env", v.Env)
+	ps.servicePorts(v.Ports)
+	ps.serviceMounts(v.Mounts)
+	for _, list := range []struct {
+		field string
+		items []string
+		re    *regexp.Regexp
+		want  string
+	}{
+		{"networks", v.Networks, dockerName, "a network name"},
+		{"constraints", v.Constraints, constraintSpec, "ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, such as node.role==manager"},
+	} {
+		if len(list.items) > maxServiceItems {
+			ps.add(list.field, "lists %d items; the limit is %d", len(list.items), maxServiceItems)
+		}
+		for i, s := range list.items {
+			if !list.re.MatchString(s) {
+				ps.add(indexPath(list.field, i), "must be %s, got %s", list.want, quote(s))
+			}
+		}
+	}
+	if v.HealthCheck != nil {
+		ps.under("healthCheck", v.HealthCheck.Normalize())
+	}
+	if v.Update != nil {
+		ps.under("updateConfig", v.Update.Normalize(true))
+	}
+	if v.Rollback != nil {
+		ps.under("rollbackConfig", v.Rollback.Normalize(false))
+	}
+	return ps
+}
+
+// servicePorts reads ports: ["8080:80", "5353:53/udp"]. An entry that cannot be
+// read stays in the list, empty, so that the others keep their index.
 func (f *file) servicePorts(n *yaml.Node, path string) []ServicePort {
 	items, ok := f.list(n, path, `"PUBLISHED:TARGET[/PROTOCOL]" strings`)
 	if !ok {
 		return nil
 	}
-	ports := []ServicePort{}
+	ports := make([]ServicePort, len(items))
 	for i, item := range items {
 		p := indexPath(path, i)
 		v, ok := f.nonEmptyStr(item, p)
@@ -197,35 +249,41 @@ func (f *file) servicePorts(n *yaml.Node, path string) []ServicePort {
 		}
 		pub, _ := strconv.Atoi(sm[1])
 		tgt, _ := strconv.Atoi(sm[2])
-		if pub < 1 || pub > 65535 || tgt < 1 || tgt > 65535 {
-			f.errorAt(item, p, "ports must be between 1 and 65535, got %s", quote(v))
-			continue
-		}
-		proto := sm[3]
-		if proto == "" {
-			proto = "tcp"
-		}
-		port := ServicePort{Published: uint32(pub), Target: uint32(tgt), Protocol: proto}
-		if slices.ContainsFunc(ports, func(o ServicePort) bool { return o.Published == port.Published && o.Protocol == port.Protocol }) {
-			f.errorAt(item, p, "port %d/%s is published twice", pub, proto)
-			continue
-		}
-		ports = append(ports, port)
+		ports[i] = ServicePort{Published: uint32(pub), Target: uint32(tgt), Protocol: sm[3]}
 	}
 	return ports
 }
 
-// serviceMounts reads mounts: [{type: volume, source: data, target: /data}].
+// servicePorts checks ports: numbers 1..65535, a protocol (default tcp), each
+// published port once.
+func (ps *Problems) servicePorts(ports []ServicePort) {
+	if len(ports) > maxServiceItems {
+		ps.add("ports", "lists %d ports; the limit is %d", len(ports), maxServiceItems)
+	}
+	for i := range ports {
+		port, field := &ports[i], indexPath("ports", i)
+		if port.Protocol == "" {
+			port.Protocol = "tcp"
+		}
+		switch {
+		case port.Published < 1 || port.Published > 65535 || port.Target < 1 || port.Target > 65535:
+			ps.add(field, "ports must be between 1 and 65535, got %d:%d", port.Published, port.Target)
+		case port.Protocol != "tcp" && port.Protocol != "udp" && port.Protocol != "sctp":
+			ps.add(field, "protocol must be tcp, udp or sctp, got %s", quote(port.Protocol))
+		case slices.ContainsFunc(ports[:i], func(o ServicePort) bool { return o.Published == port.Published && o.Protocol == port.Protocol }):
+			ps.add(field, "port %d/%s is published twice", port.Published, port.Protocol)
+		}
+	}
+}
+
+// serviceMounts reads mounts: [{type: volume, source: data, target: /data}]. An entry
+// that cannot be read stays in the list, empty, so that the others keep their index.
 func (f *file) serviceMounts(n *yaml.Node, path string) []ServiceMount {
 	items, ok := f.list(n, path, "mounts")
 	if !ok {
 		return nil
 	}
-	if len(items) > maxServiceItems {
-		f.errorAt(n, path, "lists %d mounts; the limit is %d", len(items), maxServiceItems)
-		return nil
-	}
-	mounts := []ServiceMount{}
+	mounts := make([]ServiceMount, len(items))
 	for i, item := range items {
 		p := indexPath(path, i)
 		m := f.mapping(item, p)
@@ -233,37 +291,52 @@ func (f *file) serviceMounts(n *yaml.Node, path string) []ServiceMount {
 			continue
 		}
 		f.checkKeys(m, "type", "source", "target", "readOnly")
-		mt := ServiceMount{Type: "volume"}
+		mt := &mounts[i]
 		if v, vp := m.get("type"); v != nil {
-			if t, ok := f.nonEmptyStr(v, vp); ok {
-				if t != "volume" && t != "bind" && t != "tmpfs" {
-					f.errorAt(v, vp, "must be volume, bind or tmpfs, got %s", quote(t))
-				}
-				mt.Type = t
-			}
+			mt.Type, _ = f.nonEmptyStr(v, vp)
 		}
 		if v, vp := m.get("source"); v != nil {
 			mt.Source, _ = f.nonEmptyStr(v, vp)
-			if mt.Type == "bind" && !strings.HasPrefix(mt.Source, "/") {
-				f.errorAt(v, vp, "a bind mount's source is an absolute path on the node, got %s", quote(mt.Source))
-			}
-		} else if mt.Type == "bind" {
-			f.missing(m, "source", "a bind mount needs the node's path")
 		}
-		if v, vp := m.get("target"); v == nil {
-			f.missing(m, "target", "the path inside the container")
-		} else if t, ok := f.nonEmptyStr(v, vp); ok {
-			if !strings.HasPrefix(t, "/") {
-				f.errorAt(v, vp, "must be an absolute path inside the container, got %s", quote(t))
-			}
-			mt.Target = t
+		if v, vp := m.get("target"); v != nil {
+			mt.Target, _ = f.nonEmptyStr(v, vp)
 		}
 		if v, vp := m.get("readOnly"); v != nil {
 			mt.ReadOnly, _ = f.boolean(v, vp)
 		}
-		mounts = append(mounts, mt)
 	}
 	return mounts
+}
+
+// serviceMounts checks mounts: a type (default volume), a bind mount's source on the
+// node, an absolute target in the container.
+func (ps *Problems) serviceMounts(mounts []ServiceMount) {
+	if len(mounts) > maxServiceItems {
+		ps.add("mounts", "lists %d mounts; the limit is %d", len(mounts), maxServiceItems)
+	}
+	for i := range mounts {
+		mt, field := &mounts[i], indexPath("mounts", i)
+		if mt.Type == "" {
+			mt.Type = "volume"
+		}
+		switch mt.Type {
+		case "volume", "bind", "tmpfs":
+		default:
+			ps.add(field+".type", "must be volume, bind or tmpfs, got %s", quote(mt.Type))
+		}
+		switch {
+		case mt.Type == "bind" && mt.Source == "":
+			ps.add(field+".source", "is required; a bind mount needs the node's path")
+		case mt.Type == "bind" && !strings.HasPrefix(mt.Source, "/"):
+			ps.add(field+".source", "a bind mount's source is an absolute path on the node, got %s", quote(mt.Source))
+		}
+		switch {
+		case mt.Target == "":
+			ps.add(field+".target", "is required; the path inside the container")
+		case !strings.HasPrefix(mt.Target, "/"):
+			ps.add(field+".target", "must be an absolute path inside the container, got %s", quote(mt.Target))
+		}
+	}
 }
 
 // healthCheck reads healthCheck: {test: [CMD, ...], interval, timeout, retries, startPeriod}.
@@ -274,37 +347,53 @@ func (f *file) healthCheck(n *yaml.Node, path string) *HealthCheck {
 	}
 	f.checkKeys(m, "test", "interval", "timeout", "retries", "startPeriod")
 	h := &HealthCheck{}
-	if v, vp := m.get("test"); v == nil {
-		f.missing(m, "test", `such as [CMD, /bin/check] or [CMD-SHELL, "curl -f localhost"], or [NONE] to turn the image's check off`)
-	} else if test, ok := f.stringList(v, vp); ok {
-		switch {
-		case len(test) == 0 || !slices.Contains([]string{"CMD", "CMD-SHELL", "NONE"}, test[0]):
-			f.errorAt(v, vp, "must start with CMD, CMD-SHELL or NONE")
-		case test[0] != "NONE" && len(test) < 2:
-			f.errorAt(v, vp, "%s needs the command after it", test[0])
-		case test[0] == "CMD-SHELL" && len(test) != 2:
-			f.errorAt(v, vp, "CMD-SHELL takes one shell line")
-		}
-		h.Test = test
+	if v, vp := m.get("test"); v != nil {
+		h.Test, _ = f.stringList(v, vp)
 	}
 	for _, d := range []struct {
 		key string
 		to  *Duration
 	}{{"interval", &h.Interval}, {"timeout", &h.Timeout}, {"startPeriod", &h.StartPeriod}} {
 		if v, vp := m.get(d.key); v != nil {
-			x, _ := f.duration(v, vp, time.Millisecond, time.Hour)
-			*d.to = Duration(x)
+			*d.to = f.nonZeroDuration(v, vp, "leave it out for the image's setting")
 		}
 	}
 	if v, vp := m.get("retries"); v != nil {
-		h.Retries, _ = f.integer(v, vp, 1, 100)
+		h.Retries, _ = f.integer(v, vp, 1, maxHealthRetries)
 	}
 	return h
 }
 
+// Normalize checks a health check. Zero durations and retries leave the image's.
+func (h *HealthCheck) Normalize() Problems {
+	var ps Problems
+	switch t := h.Test; {
+	case len(t) == 0:
+		ps.add("test", `is required; such as [CMD, /bin/check] or [CMD-SHELL, "curl -f localhost"], or [NONE] to turn the image's check off`)
+	case !slices.Contains([]string{"CMD", "CMD-SHELL", "NONE"}, t[0]):
+		ps.add("test", "must start with CMD, CMD-SHELL or NONE")
+	case t[0] != "NONE" && len(t) < 2:
+		ps.add("test", "%s needs the command after it", t[0])
+	case t[0] == "CMD-SHELL" && len(t) != 2:
+		ps.add("test", "CMD-SHELL takes one shell line")
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"interval", h.Interval}, {"timeout", h.Timeout}, {"startPeriod", h.StartPeriod}} {
+		if d.v != 0 {
+			ps.durationRange(d.key, d.v, time.Millisecond, time.Hour)
+		}
+	}
+	if h.Retries != 0 {
+		ps.intRange("retries", h.Retries, 1, maxHealthRetries)
+	}
+	return ps
+}
+
 // updatePolicy reads updateConfig or rollbackConfig. The defaults are the engine's:
 // parallelism 1, no delay, monitor 5s, failureAction pause, stop-first.
-func (f *file) updatePolicy(n *yaml.Node, path string, update bool) *UpdatePolicy {
+func (f *file) updatePolicy(n *yaml.Node, path string) *UpdatePolicy {
 	m := f.mapping(n, path)
 	if m == nil {
 		return nil
@@ -312,60 +401,59 @@ func (f *file) updatePolicy(n *yaml.Node, path string, update bool) *UpdatePolic
 	f.checkKeys(m, "parallelism", "delay", "monitor", "failureAction", "maxFailureRatio", "order")
 	u := &UpdatePolicy{Parallelism: 1, Monitor: Duration(5 * time.Second), FailureAction: FailurePause, Order: OrderStopFirst}
 	if v, vp := m.get("parallelism"); v != nil {
-		if x, ok := f.integer(v, vp, 0, 1000); ok {
+		if x, ok := f.integer(v, vp, 0, maxUpdateParallelism); ok {
 			u.Parallelism = uint64(x)
 		}
 	}
 	if v, vp := m.get("delay"); v != nil {
-		d, _ := f.duration(v, vp, 0, time.Hour)
+		d, _ := f.anyDuration(v, vp)
 		u.Delay = Duration(d)
 	}
 	if v, vp := m.get("monitor"); v != nil {
-		d, _ := f.duration(v, vp, 0, time.Hour)
+		d, _ := f.anyDuration(v, vp)
 		u.Monitor = Duration(d)
 	}
 	if v, vp := m.get("failureAction"); v != nil {
-		if a, ok := f.nonEmptyStr(v, vp); ok {
-			switch {
-			case a == FailurePause || a == FailureContinue:
-			case a == FailureRollback && update:
-			case a == FailureRollback:
-				f.errorAt(v, vp, "a rollback cannot roll back: must be pause or continue")
-			default:
-				f.errorAt(v, vp, "must be pause, continue or rollback, got %s", quote(a))
-			}
-			u.FailureAction = a
-		}
+		u.FailureAction, _ = f.nonEmptyStr(v, vp)
 	}
 	if v, vp := m.get("maxFailureRatio"); v != nil {
 		r, err := strconv.ParseFloat(v.Value, 32)
-		if v.Kind != yaml.ScalarNode || (v.Tag != "!!float" && v.Tag != "!!int") || err != nil || r < 0 || r > 1 {
+		if v.Kind != yaml.ScalarNode || (v.Tag != "!!float" && v.Tag != "!!int") || err != nil {
 			f.errorAt(v, vp, "must be a number between 0 and 1 (the fraction of updated tasks allowed to fail), got %s", describe(v))
 		}
 		u.MaxFailureRatio = float32(r)
 	}
 	if v, vp := m.get("order"); v != nil {
-		if o, ok := f.nonEmptyStr(v, vp); ok {
-			if o != OrderStopFirst && o != OrderStartFirst {
-				f.errorAt(v, vp, "must be stop-first or start-first, got %s", quote(o))
-			}
-			u.Order = o
-		}
+		u.Order, _ = f.nonEmptyStr(v, vp)
 	}
 	return u
 }
 
-// patternList reads a list of strings that must each match re; want describes the
-// form for the message ("must be WANT, got ...").
-func (f *file) patternList(n *yaml.Node, path string, re *regexp.Regexp, want string) []string {
-	items, ok := f.stringList(n, path)
-	if !ok {
-		return nil
+// Normalize checks an update policy (update: of updateConfig, or else of
+// rollbackConfig, which cannot roll back). Empty settings leave the engine's.
+func (u *UpdatePolicy) Normalize(update bool) Problems {
+	var ps Problems
+	if u.Parallelism > maxUpdateParallelism {
+		ps.add("parallelism", "must be between 0 and %d, got %d", maxUpdateParallelism, u.Parallelism)
 	}
-	for i, s := range items {
-		if !re.MatchString(s) {
-			f.errorAt(n.Content[i], indexPath(path, i), "must be %s, got %s", want, quote(s))
-		}
+	ps.durationRange("delay", u.Delay, 0, time.Hour)
+	ps.durationRange("monitor", u.Monitor, 0, time.Hour)
+	switch a := u.FailureAction; {
+	case a == "" || a == FailurePause || a == FailureContinue:
+	case a == FailureRollback && update:
+	case a == FailureRollback:
+		ps.add("failureAction", "a rollback cannot roll back: must be pause or continue")
+	default:
+		ps.add("failureAction", "must be pause, continue or rollback, got %s", quote(a))
 	}
-	return items
+	if r := u.MaxFailureRatio; r < 0 || r > 1 {
+		ps.add("maxFailureRatio", "must be a number between 0 and 1 (the fraction of updated tasks allowed to fail), got %s",
+			strconv.FormatFloat(float64(r), 'g', -1, 32))
+	}
+	switch u.Order {
+	case "", OrderStopFirst, OrderStartFirst:
+	default:
+		ps.add("order", "must be stop-first or start-first, got %s", quote(u.Order))
+	}
+	return ps
 }

@@ -37,14 +37,11 @@ func readRollingUpgrade(f *file, m *fields, s *Step, c *stepContext) {
 	readInstallDocker(f, m, s, c)
 	u := &RollingUpgradeStep{Docker: *s.InstallDocker, MaxUnavailable: defaultMaxUnavailable}
 	s.InstallDocker, s.Upgrade = nil, u
-	if n, _ := m.get("version"); n == nil {
-		f.missing(m, "version", "give the engine package version to upgrade to, such as 20.10.24+dfsg1-1+deb12u1; nodes that have it already are left alone")
-	}
-	u.Manager = f.managerRef(m, c)
+	u.Manager = f.managerRef(m)
 	if n, p := m.get("maxUnavailable"); n != nil {
 		if v, ok := f.nonEmptyStr(n, p); ok {
 			pct, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
-			if !strings.HasSuffix(v, "%") || err != nil || pct < 1 || pct > 100 {
+			if !strings.HasSuffix(v, "%") || err != nil {
 				f.errorAt(n, p, "must be a percentage of the workers from 1%% to 100%%, such as 25%%, got %s", quote(v))
 			} else {
 				u.MaxUnavailable = pct
@@ -59,6 +56,21 @@ func readRollingUpgrade(f *file, m *fields, s *Step, c *stepContext) {
 			u.NoBackup = !b
 		}
 	}
+}
+
+// Normalize checks a rollingNodeUpgrade step's settings: those of installDocker
+// (version required), the manager and the disruption budget. A budget of 0 (JSON
+// input that leaves it out) upgrades one worker at a time.
+func (u *RollingUpgradeStep) Normalize(sc Scope) Problems {
+	ps := u.Docker.Normalize(sc)
+	if u.Docker.Version == "" {
+		ps.add("version", "is required; give the engine package version to upgrade to, such as 20.10.24+dfsg1-1+deb12u1; nodes that have it already are left alone")
+	}
+	sc.inventoryRef(&ps, "manager", u.Manager)
+	if u.MaxUnavailable < 0 || u.MaxUnavailable > 100 {
+		ps.add("maxUnavailable", "must be a percentage of the workers from 1%% to 100%%, such as 25%%, got %d%%", u.MaxUnavailable)
+	}
+	return ps
 }
 
 // WorkerBatch is the number of workers upgraded at once under a budget of pct

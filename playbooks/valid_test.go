@@ -222,6 +222,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	comparePlans(t, &back, plan)
+	normalizeAgain(t, plan)
 }
 
 // TestTemplateData renders the valid fixture's template for one host.
@@ -320,6 +321,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
+			normalizeAgain(t, plan)
 			for _, s := range plan.Steps {
 				if s.Upload == nil || !s.Upload.Template {
 					continue

@@ -11,4 +11,6 @@ var (
 	playbookActs *activities.Playbooks
 	keyActs      *activities.Keys
 	dockerActs   *activities.Docker
+	consulActs   *activities.Consul
+	swarmActs    *activities.Swarm
 )

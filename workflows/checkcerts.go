@@ -15,6 +15,9 @@ import (
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
+// CheckCertificatesName is the registered name of CheckCertificates: stable, histories use it.
+const CheckCertificatesName = "CheckCertificates"
+
 // CheckCertificatesInput is the one argument of CheckCertificates. From the Web UI:
 //
 //	{"hosts": [{"name": "master", "address": "10.211.73.11", ...}, ...],
@@ -48,6 +51,8 @@ type CheckCertificatesResult struct {
 	Rotation *RotateCAResult `json:"rotation,omitempty"`
 }
 
+func (r *CheckCertificatesResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // CertificateReport is one host's certificate.
 type CertificateReport struct {
 	Host      string             `json:"host"`
@@ -73,9 +78,6 @@ type CheckCertificatesProgress struct {
 	Message  string `json:"message,omitempty"`
 }
 
-// defaultMinValidity is CheckCertificates' threshold when the input gives none.
-const defaultMinValidity = 30 * 24 * time.Hour
-
 // CheckCertificates reads each host's swarm certificate (its expiry, from the
 // node's own disk) and the swarm's root CA (its fingerprint and expiry, through a
 // manager), and reports them. When a certificate (or the root) has less than
@@ -83,26 +85,9 @@ const defaultMinValidity = 30 * 24 * time.Hour
 // a child workflow (which renews every node's certificate) and reads them again.
 func CheckCertificates(ctx workflow.Context, in CheckCertificatesInput) (*CheckCertificatesResult, error) {
 	// Step 1. Check the input.
-	if _, err := checkHosts(in.Hosts); err != nil {
+	check, err := checkCertificatesInput(in)
+	if err != nil {
 		return nil, invalidInput(err.Error())
-	}
-	check := in.Check
-	if check.MinValidity == 0 {
-		check.MinValidity = playbooks.Duration(defaultMinValidity)
-	}
-	if check.Action == "" {
-		check.Action = playbooks.CertActionFail
-	}
-	switch {
-	case check.MinValidity < 0:
-		return nil, invalidInput("check.minValidity must be positive")
-	case check.Action != playbooks.CertActionFail && check.Action != playbooks.CertActionRotate:
-		return nil, invalidInput(fmt.Sprintf("check.action %q is not fail or rotate", check.Action))
-	}
-	if m := check.Manager; m != "" {
-		if _, ok := hostNamed(append(append([]remote.Host{}, in.Cluster...), in.Hosts...), m); !ok {
-			return nil, invalidInput(fmt.Sprintf("check.manager %q is not among the cluster's hosts", m))
-		}
 	}
 	cc := &certRun{progress: &CheckCertificatesProgress{Phase: CAPhaseManager}}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*CheckCertificatesProgress, error) {
@@ -165,11 +150,7 @@ func CheckCertificates(ctx workflow.Context, in CheckCertificatesInput) (*CheckC
 	cc.progress.Phase, cc.progress.Rotation = "rotate", childID
 	cc.progress.Message = "below minValidity: " + below + "; rotating the root CA"
 	cc.publish(ctx)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:          childID,
-		WaitForCancellation: true,
-		StaticSummary:       "root CA rotation: certificates below " + durationText(check.MinValidity.Std()) + " on " + below,
-	})
+	cctx := childOptions(ctx, childID, "root CA rotation: certificates below "+durationText(check.MinValidity.Std())+" on "+below)
 	var rot RotateCAResult
 	err = workflow.ExecuteChildWorkflow(cctx, RotateCA, RotateCAInput{
 		Hosts: in.Hosts, Cluster: in.Cluster, CA: rotate, Timeout: in.Timeout,
@@ -205,6 +186,17 @@ func CheckCertificates(ctx workflow.Context, in CheckCertificatesInput) (*CheckC
 	return res, nil
 }
 
+// checkCertificatesInput validates CheckCertificates' input and returns its settings
+// with their defaults applied (CheckCertificatesStep.Normalize).
+func checkCertificatesInput(in CheckCertificatesInput) (playbooks.CheckCertificatesStep, error) {
+	check := in.Check
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
+		return check, err
+	}
+	return check, check.Normalize(playbooks.Scope{Hosts: names, Inventory: hostNames(in.Cluster, in.Hosts)}).Err("check")
+}
+
 // certRun is the bookkeeping of one CheckCertificates execution.
 type certRun struct {
 	progress *CheckCertificatesProgress
@@ -216,16 +208,9 @@ func (cc *certRun) read(ctx workflow.Context, in CheckCertificatesInput, res *Ch
 	cc.progress.Root = st.RootFingerprint
 	certs := make([]activities.NodeCertificate, len(in.Hosts))
 	errs := make([]error, len(in.Hosts))
-	opts := caOptions
-	idx := map[string]int{}
-	for i, h := range in.Hosts {
-		idx[h.Name] = i
-	}
-	eachHost(ctx, in.Hosts, func(ctx workflow.Context, h remote.Host) {
-		o := opts
-		o.Summary = "read the certificate of " + h.Name
-		i := idx[h.Name]
-		errs[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), swarmActs.ReadNodeCertificate,
+	eachHost(ctx, len(in.Hosts), 0, func(ctx workflow.Context, i int) {
+		h := in.Hosts[i]
+		errs[i] = workflow.ExecuteActivity(withSummary(ctx, caOptions, "read the certificate of "+h.Name), swarmActs.ReadNodeCertificate,
 			activities.SwarmHostRequest{Host: h}).Get(ctx, &certs[i])
 	})
 	now := workflow.Now(ctx)
@@ -370,23 +355,3 @@ func durationText(d time.Duration) string {
 }
 
 func dateText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
-
-// detailsInto reads the result a failed certificate procedure attached to its
-// error, and reports whether it held per-host outcomes. A cancellation never
-// counts: the step reports it as such.
-func detailsInto(err error, res any) bool {
-	var ae *temporal.ApplicationError
-	if err == nil || temporal.IsCanceledError(err) || !errors.As(err, &ae) || !ae.HasDetails() {
-		return false
-	}
-	if ae.Details(res) != nil {
-		return false
-	}
-	switch r := res.(type) {
-	case *RotateCAResult:
-		return len(r.Hosts) > 0
-	case *CheckCertificatesResult:
-		return len(r.Hosts) > 0
-	}
-	return false
-}

@@ -247,7 +247,7 @@ func TestRotateCARefusesHalfAProvidedCA(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.ExecuteWorkflow(RotateCA, RotateCAInput{Hosts: caHosts("m1"), CA: playbooks.RotateCAStep{CACert: "/ca.pem"}})
-	requireInvalidInput(t, env.GetWorkflowError(), "caCert and ca.caKey go together")
+	requireInvalidInput(t, env.GetWorkflowError(), "ca: caCert: needs caKey too")
 }
 
 // TestCheckCertificatesThresholds runs the same certificates at different workflow

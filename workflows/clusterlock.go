@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -64,13 +63,7 @@ func acquireLease(ctx workflow.Context, plan *playbooks.Plan) (*lease, error) {
 	}
 	holder := workflow.GetInfo(ctx).WorkflowExecution.ID
 	lctx, release := workflow.WithCancel(ctx)
-	lctx = workflow.WithChildOptions(lctx, workflow.ChildWorkflowOptions{
-		WorkflowID:          ClusterLockID(plan.Cluster),
-		WaitForCancellation: true,
-		// The default, said out loud: the lease ends with its run, however it ends.
-		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_TERMINATE,
-		StaticSummary:     fmt.Sprintf("cluster %s held by %s", plan.Cluster, holder),
-	})
+	lctx = leaseOptions(lctx, plan.Cluster, holder)
 	lock := workflow.ExecuteChildWorkflow(lctx, ClusterLock, ClusterLockInput{Cluster: plan.Cluster, Holder: holder})
 	if err := lock.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		release()

@@ -1,14 +1,8 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
-	"path"
-	"regexp"
 	"slices"
-	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -18,8 +12,8 @@ import (
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
-// consulActs is the typed nil pointer ConsulBootstrap calls its activities through.
-var consulActs *activities.Consul
+// ConsulBootstrapName is the registered name of ConsulBootstrap: stable, histories use it.
+const ConsulBootstrapName = "ConsulBootstrap"
 
 // ConsulBootstrapInput is the one argument of ConsulBootstrap: the hosts (resolved,
 // as in a plan) and the playbook's consulBootstrap step. It names the gossip key's
@@ -45,6 +39,8 @@ type ConsulBootstrapResult struct {
 	Members []string      `json:"members,omitempty"` // "name address status"
 }
 
+func (r *ConsulBootstrapResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // Phases of a host in ConsulBootstrap, in order, as the progress query shows them.
 const (
 	ConsulPhasePending   = "pending"
@@ -55,92 +51,18 @@ const (
 	ConsulPhaseDone      = "done"
 )
 
-// ConsulBootstrapProgress is the result of ConsulBootstrap's "progress" query.
+// ConsulBootstrapProgress is the result of ConsulBootstrap's "progress" query: each
+// host with its role (server or client).
 type ConsulBootstrapProgress struct {
 	Source string `json:"source"`
 	// KeyID identifies the gossip key in use (a hash; the key is never shown).
-	KeyID string               `json:"keyId,omitempty"`
-	Hosts []ConsulHostProgress `json:"hosts"`
-}
-
-// ConsulHostProgress is one host's state: its role (server or client), the phase it
-// is in (or stopped in) and HostPending, HostRunning, HostChanged, HostUnchanged,
-// HostFailed or HostSkipped.
-type ConsulHostProgress struct {
-	Host    string `json:"host"`
-	Role    string `json:"role"`
-	Phase   string `json:"phase"`
-	State   string `json:"state"`
-	Message string `json:"message,omitempty"`
+	KeyID string         `json:"keyId,omitempty"`
+	Hosts []HostProgress `json:"hosts"`
 }
 
 // ErrGossipKeyFailed is the error type of a ConsulBootstrap run that could not make
 // or read the gossip key on the worker: not a per-host problem.
 const ErrGossipKeyFailed = "GossipKeyFailed"
-
-// Activity option presets of ConsulBootstrap.
-var (
-	// consulKeyOptions serve EnsureGossipKey, on the worker's own files.
-	consulKeyOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: []string{activities.ErrInvalidInput},
-		},
-	}
-	// consulInstallOptions serve InstallConsul: a binary of over 100 MiB over a slow
-	// link, or apt on a slow mirror, takes minutes.
-	consulInstallOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 20 * time.Minute,
-		// Heartbeats come every few seconds whatever the transfer does.
-		HeartbeatTimeout:    30 * time.Second,
-		WaitForCancellation: true,
-		RetryPolicy:         consulRetry(6, time.Minute),
-	}
-	// consulQuickOptions serve ConfigureConsul and StartConsul (which waits up to a
-	// minute for the agent).
-	consulQuickOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 3 * time.Minute,
-		HeartbeatTimeout:    hostHeartbeat,
-		WaitForCancellation: true,
-		RetryPolicy:         consulRetry(5, 30*time.Second),
-	}
-	// consulVerifyOptions serve VerifyConsul, which polls the API for up to two
-	// minutes: one more try after that is enough.
-	consulVerifyOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 4 * time.Minute,
-		HeartbeatTimeout:    hostHeartbeat,
-		WaitForCancellation: true,
-		RetryPolicy:         consulRetry(2, 30*time.Second),
-	}
-)
-
-// consulRetry is the retry policy of the Consul host activities. Errors that the
-// same input would hit again are final.
-func consulRetry(attempts int32, maxInterval time.Duration) *temporal.RetryPolicy {
-	return &temporal.RetryPolicy{
-		InitialInterval:    2 * time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    maxInterval,
-		MaximumAttempts:    attempts,
-		NonRetryableErrorTypes: []string{
-			activities.ErrInvalidInput, activities.ErrAuthFailed,
-			activities.ErrHostKeyMismatch, activities.ErrHostKeyUnknown,
-			activities.ErrRemoteFailed, activities.ErrUnsupportedOS,
-			activities.ErrPackageUnavailable, activities.ErrGossipKeyMismatch,
-		},
-	}
-}
-
-var (
-	// consulDCRE is a Consul datacenter name, as the playbook format accepts it.
-	consulDCRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	// consulIfaceRE is a Linux interface name.
-	consulIfaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.@-]{0,14}$`)
-	// sha256RE is a SHA-256 in lower-case hex.
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
 
 // ConsulBootstrap installs, configures and starts Consul agents on the hosts and
 // checks the cluster they form:
@@ -171,7 +93,7 @@ func ConsulBootstrap(ctx workflow.Context, in ConsulBootstrapInput) (*ConsulBoot
 
 	// Step 2. Publish progress.
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*ConsulBootstrapProgress, error) {
-		return r.progress, nil
+		return &ConsulBootstrapProgress{Source: spec.Source, KeyID: r.keyID, Hosts: r.hosts.hosts}, nil
 	}, workflow.QueryHandlerOptions{Description: "per-host role, phase and state of the Consul bootstrap"}); err != nil {
 		return nil, err
 	}
@@ -179,7 +101,7 @@ func ConsulBootstrap(ctx workflow.Context, in ConsulBootstrapInput) (*ConsulBoot
 
 	// Step 3. The gossip key, on the worker.
 	var key activities.GossipKeyInfo
-	kctx := workflow.WithActivityOptions(ctx, consulKeyOptions)
+	kctx := workflow.WithActivityOptions(ctx, workerFileOptions)
 	if err := workflow.ExecuteActivity(kctx, consulActs.EnsureGossipKey, activities.GossipKeyRequest{Path: spec.GossipKeyFile}).Get(ctx, &key); err != nil {
 		if temporal.IsCanceledError(err) || ctx.Err() != nil {
 			return nil, temporal.NewCanceledError()
@@ -187,7 +109,6 @@ func ConsulBootstrap(ctx workflow.Context, in ConsulBootstrapInput) (*ConsulBoot
 		return nil, temporal.NewNonRetryableApplicationError("cannot make or read the gossip key "+spec.GossipKeyFile+": "+errorMessage(err), ErrGossipKeyFailed, nil)
 	}
 	r.keyID = key.KeyID
-	r.progress.KeyID = key.KeyID
 
 	// Step 4. Install, configure and start, host by host.
 	r.eachHost(ctx, func(ctx workflow.Context, i int) { r.setUpHost(ctx, i) }, nil)
@@ -221,8 +142,8 @@ func ConsulBootstrap(ctx workflow.Context, in ConsulBootstrapInput) (*ConsulBoot
 	return res, nil
 }
 
-// checkConsulBootstrap validates the input and returns the step with defaults
-// applied (source file, datacenter dc1, every host a server).
+// checkConsulBootstrap validates the input and returns the step with its defaults
+// applied (ConsulStep.Normalize).
 func checkConsulBootstrap(in ConsulBootstrapInput) (playbooks.ConsulStep, error) {
 	spec := in.Consul
 	names, err := checkHosts(in.Hosts)
@@ -232,76 +153,7 @@ func checkConsulBootstrap(in ConsulBootstrapInput) (playbooks.ConsulStep, error)
 	if in.Parallel < 0 {
 		return spec, fmt.Errorf("parallel must not be negative (0 means all hosts at once), not %d", in.Parallel)
 	}
-	if len(spec.Servers) == 0 {
-		spec.Servers = names
-	}
-	var seen []string
-	for _, s := range spec.Servers {
-		switch {
-		case !slices.Contains(names, s):
-			return spec, fmt.Errorf("server %q is not one of the hosts (%s)", s, strings.Join(names, ", "))
-		case slices.Contains(seen, s):
-			return spec, fmt.Errorf("server %q is listed twice", s)
-		}
-		seen = append(seen, s)
-	}
-	if spec.Source == "" {
-		spec.Source = playbooks.ConsulFromFile
-	}
-	if spec.Datacenter == "" {
-		spec.Datacenter = "dc1"
-	}
-	httpURL := func(what, v string) error {
-		u, err := url.Parse(v)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			return fmt.Errorf("%s %q must be an http:// or https:// URL", what, v)
-		case u.User != nil || strings.ContainsAny(v, " \t\n'\"\\"):
-			return fmt.Errorf("%s %q must be a plain URL, without credentials, quotes or spaces", what, v)
-		}
-		return nil
-	}
-	switch spec.Source {
-	case playbooks.ConsulFromFile:
-		switch {
-		case spec.Binary == "" || !path.IsAbs(spec.Binary):
-			return spec, fmt.Errorf("source file needs \"binary\": the absolute path of the consul executable on the worker, not %q", spec.Binary)
-		case spec.URL != "":
-			return spec, errors.New("url is used only with source url or apt")
-		}
-	case playbooks.ConsulFromURL:
-		if err := httpURL("url", spec.URL); err != nil {
-			return spec, fmt.Errorf("source url needs the release zip: %v", err)
-		}
-	case playbooks.ConsulFromApt:
-		if spec.URL != "" {
-			if err := httpURL("url", spec.URL); err != nil {
-				return spec, err
-			}
-		}
-		if spec.Binary != "" || spec.SHA256 != "" {
-			return spec, errors.New("binary and sha256 are used only with source file or url")
-		}
-	default:
-		return spec, fmt.Errorf("unknown consul source %q: use %q, %q or %q", spec.Source,
-			playbooks.ConsulFromFile, playbooks.ConsulFromURL, playbooks.ConsulFromApt)
-	}
-	if spec.Source != playbooks.ConsulFromApt && !sha256RE.MatchString(spec.SHA256) {
-		return spec, fmt.Errorf("source %s needs \"sha256\": 64 lower-case hex digits, not %q", spec.Source, spec.SHA256)
-	}
-	if spec.Version != "" && !debVersionRE.MatchString(spec.Version) {
-		return spec, fmt.Errorf("version %q is not a version such as 1.22.7", spec.Version)
-	}
-	if !consulDCRE.MatchString(spec.Datacenter) {
-		return spec, fmt.Errorf("datacenter %q must be lower-case letters, digits, _ and -", spec.Datacenter)
-	}
-	if spec.GossipKeyFile == "" || !path.IsAbs(spec.GossipKeyFile) {
-		return spec, fmt.Errorf("gossipKeyFile %q must be an absolute path on the worker", spec.GossipKeyFile)
-	}
-	if spec.BindInterface != "" && !consulIfaceRE.MatchString(spec.BindInterface) {
-		return spec, fmt.Errorf("bindInterface %q is not an interface name", spec.BindInterface)
-	}
-	return spec, nil
+	return spec, spec.Normalize(playbooks.Scope{Hosts: names}).Err("consul")
 }
 
 // consulRun is the state of one ConsulBootstrap execution. Host coroutines each
@@ -311,12 +163,9 @@ type consulRun struct {
 	spec      playbooks.ConsulStep
 	keyID     string
 	retryJoin []string // the servers' inventory addresses
-	progress  *ConsulBootstrapProgress
-	outcomes  []HostOutcome
+	hosts     *hostTracker
 	server    []bool
 	started   []bool                           // the agent runs (install, configure and start succeeded)
-	changed   []bool                           // some activity changed the host
-	notes     [][]string                       // what each host's activities did, for its message
 	states    []*activities.ConsulClusterState // what each host's agent reported
 }
 
@@ -324,25 +173,18 @@ func newConsulRun(in ConsulBootstrapInput, spec playbooks.ConsulStep) *consulRun
 	n := len(in.Hosts)
 	r := &consulRun{
 		in: in, spec: spec,
-		progress: &ConsulBootstrapProgress{Source: spec.Source},
-		outcomes: make([]HostOutcome, n),
-		server:   make([]bool, n),
-		started:  make([]bool, n),
-		changed:  make([]bool, n),
-		notes:    make([][]string, n),
-		states:   make([]*activities.ConsulClusterState, n),
+		hosts:   newHostTracker(in.Hosts, ConsulPhasePending),
+		server:  make([]bool, n),
+		started: make([]bool, n),
+		states:  make([]*activities.ConsulClusterState, n),
 	}
 	for i, h := range in.Hosts {
 		r.server[i] = slices.Contains(spec.Servers, h.Name)
+		r.hosts.hosts[i].Role = "client"
 		if r.server[i] {
 			r.retryJoin = append(r.retryJoin, h.Address)
+			r.hosts.hosts[i].Role = "server"
 		}
-		role := "client"
-		if r.server[i] {
-			role = "server"
-		}
-		r.progress.Hosts = append(r.progress.Hosts, ConsulHostProgress{Host: h.Name, Role: role, Phase: ConsulPhasePending, State: HostPending})
-		r.outcomes[i] = HostOutcome{Host: h.Name, State: HostPending}
 	}
 	return r
 }
@@ -356,34 +198,16 @@ func (r *consulRun) eachHost(ctx workflow.Context, fn func(ctx workflow.Context,
 			hosts = append(hosts, i)
 		}
 	}
-	parallel := r.in.Parallel
-	if parallel <= 0 || parallel > len(hosts) {
-		parallel = len(hosts)
+	started := eachHost(ctx, len(hosts), r.in.Parallel, func(ctx workflow.Context, k int) { fn(ctx, hosts[k]) })
+	for _, i := range hosts[started:] {
+		r.stop(ctx, i, HostSkipped, "not started: the run was cancelled")
 	}
-	if parallel == 0 {
-		return
-	}
-	sem := workflow.NewSemaphore(ctx, int64(parallel))
-	wg := workflow.NewWaitGroup(ctx)
-	for _, i := range hosts {
-		wg.Add(1)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer wg.Done()
-			if err := sem.Acquire(ctx, 1); err != nil {
-				r.stop(ctx, i, HostSkipped, "not started: the run was cancelled")
-				return
-			}
-			defer sem.Release(1)
-			fn(ctx, i)
-		})
-	}
-	wg.Wait(ctx)
 }
 
 // setUpHost installs, configures and starts the agent of host i.
 func (r *consulRun) setUpHost(ctx workflow.Context, i int) {
 	h := r.in.Hosts[i]
-	r.progress.Hosts[i].State = HostRunning
+	r.hosts.hosts[i].State = HostRunning
 
 	var inst activities.InstallConsulResult
 	if !r.call(ctx, i, ConsulPhaseInstall, consulInstallOptions, consulActs.InstallConsul, activities.InstallConsulRequest{
@@ -391,7 +215,7 @@ func (r *consulRun) setUpHost(ctx workflow.Context, i int) {
 	}, &inst) {
 		return
 	}
-	r.note(i, inst.Changed, inst.Message)
+	r.hosts.note(i, inst.Changed, inst.Message)
 
 	expect := 0
 	if r.server[i] {
@@ -409,7 +233,7 @@ func (r *consulRun) setUpHost(ctx workflow.Context, i int) {
 		role = fmt.Sprintf("server, bootstrap_expect %d", expect)
 	}
 	if conf.Changed {
-		r.note(i, true, fmt.Sprintf("%s written (%s, bind %s)", conf.Path, role, conf.BindAddr))
+		r.hosts.note(i, true, fmt.Sprintf("%s written (%s, bind %s)", conf.Path, role, conf.BindAddr))
 	}
 
 	var start activities.StartConsulResult
@@ -419,7 +243,7 @@ func (r *consulRun) setUpHost(ctx workflow.Context, i int) {
 		return
 	}
 	if start.Changed {
-		r.note(i, true, fmt.Sprintf("agent %s (%s)", start.Action, start.Manager))
+		r.hosts.note(i, true, fmt.Sprintf("agent %s (%s)", start.Action, start.Manager))
 	}
 	r.started[i] = true
 	r.publish(ctx)
@@ -440,32 +264,17 @@ func (r *consulRun) verifyHost(ctx workflow.Context, i int, servers, clients []s
 			alive++
 		}
 	}
-	r.note(i, false, fmt.Sprintf("leader %s, %d peers, %d members alive", st.Leader, len(st.Peers), alive))
-	state := HostUnchanged
-	if r.changed[i] {
-		state = HostChanged
-	}
-	r.progress.Hosts[i].Phase = ConsulPhaseDone
-	r.stop(ctx, i, state, strings.Join(r.notes[i], "; "))
-}
-
-// note records what an activity did on host i.
-func (r *consulRun) note(i int, changed bool, msg string) {
-	r.changed[i] = r.changed[i] || changed
-	if msg != "" {
-		r.notes[i] = append(r.notes[i], msg)
-	}
+	r.hosts.note(i, false, fmt.Sprintf("leader %s, %d peers, %d members alive", st.Leader, len(st.Peers), alive))
+	r.hosts.succeed(i, ConsulPhaseDone)
+	r.publish(ctx)
 }
 
 // call runs one activity of host i in the given phase. On failure it records the
 // host's outcome and returns false: the host's sequence stops there.
 func (r *consulRun) call(ctx workflow.Context, i int, phase string, opts workflow.ActivityOptions, activity, req, res any) bool {
-	hp := &r.progress.Hosts[i]
-	hp.Phase = phase
+	r.hosts.hosts[i].Phase = phase
 	r.publish(ctx)
-	opts.Summary = fmt.Sprintf("%s on %s", phase, hp.Host)
-	actx := workflow.WithActivityOptions(ctx, opts)
-	err := workflow.ExecuteActivity(actx, activity, req).Get(ctx, res)
+	err := workflow.ExecuteActivity(withSummary(ctx, opts, fmt.Sprintf("%s on %s", phase, r.in.Hosts[i].Name)), activity, req).Get(ctx, res)
 	if err == nil {
 		return true
 	}
@@ -479,24 +288,18 @@ func (r *consulRun) call(ctx workflow.Context, i int, phase string, opts workflo
 
 // fail records host i as failed in phase.
 func (r *consulRun) fail(ctx workflow.Context, i int, phase, msg string) {
-	r.progress.Hosts[i].Phase = phase
-	r.stop(ctx, i, HostFailed, phase+": "+msg)
+	r.hosts.fail(i, phase, msg)
+	r.publish(ctx)
 }
 
 // stop records host i's final state.
 func (r *consulRun) stop(ctx workflow.Context, i int, state, msg string) {
-	hp := &r.progress.Hosts[i]
-	hp.State, hp.Message = state, msg
-	r.outcomes[i] = HostOutcome{Host: hp.Host, State: state, Message: msg}
-	if state == HostSkipped {
-		// HostOutcome knows changed, unchanged and failed only.
-		r.outcomes[i].State = HostFailed
-	}
+	r.hosts.finish(i, state, msg)
 	r.publish(ctx)
 }
 
 func (r *consulRun) result() *ConsulBootstrapResult {
-	res := &ConsulBootstrapResult{Hosts: r.outcomes}
+	res := &ConsulBootstrapResult{Hosts: r.hosts.outcomes()}
 	for _, st := range r.states { // the first host's view, in input order
 		if st == nil {
 			continue
@@ -512,11 +315,5 @@ func (r *consulRun) result() *ConsulBootstrapResult {
 
 // publish refreshes the Markdown the Web UI shows as the run's current details.
 func (r *consulRun) publish(ctx workflow.Context) {
-	var b strings.Builder
-	b.WriteString(fmt.Sprintf("**ConsulBootstrap** (source %s, datacenter %s)\n\n| host | role | phase | state | message |\n|---|---|---|---|---|\n", r.spec.Source, r.spec.Datacenter))
-	for _, h := range r.progress.Hosts {
-		msg := strings.ReplaceAll(h.Message, "|", "\\|")
-		b.WriteString(fmt.Sprintf("| %s | %s | %s | %s | %s |\n", h.Host, h.Role, h.Phase, h.State, msg))
-	}
-	workflow.SetCurrentDetails(ctx, b.String())
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**ConsulBootstrap** (source %s, datacenter %s)\n\n", r.spec.Source, r.spec.Datacenter)+r.hosts.table(true))
 }

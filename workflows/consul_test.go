@@ -384,25 +384,25 @@ func TestConsulBootstrapRefusesBadInput(t *testing.T) {
 		"no hosts":       {ConsulBootstrapInput{}, "no hosts"},
 		"duplicate host": {with(func(in *ConsulBootstrapInput) { in.Hosts[1].Name = "a" }), `host "a" is listed twice`},
 		"negative":       {with(func(in *ConsulBootstrapInput) { in.Parallel = -1 }), "parallel must not be negative"},
-		"server unknown": {with(func(in *ConsulBootstrapInput) { in.Consul.Servers = []string{"z"} }), `server "z" is not one of the hosts`},
+		"server unknown": {with(func(in *ConsulBootstrapInput) { in.Consul.Servers = []string{"z"} }), `servers must be among the step's hosts; "z" is not`},
 		"server twice":   {with(func(in *ConsulBootstrapInput) { in.Consul.Servers = []string{"a", "a"} }), `server "a" is listed twice`},
-		"source":         {with(func(in *ConsulBootstrapInput) { in.Consul.Source = "snap" }), `unknown consul source "snap"`},
-		"no binary":      {with(func(in *ConsulBootstrapInput) { in.Consul.Binary = "" }), `source file needs "binary"`},
-		"relative bin":   {with(func(in *ConsulBootstrapInput) { in.Consul.Binary = "consul" }), `source file needs "binary"`},
-		"bad sha256":     {with(func(in *ConsulBootstrapInput) { in.Consul.SHA256 = "ABC" }), `needs "sha256"`},
+		"source":         {with(func(in *ConsulBootstrapInput) { in.Consul.Source = "snap" }), `source: unknown source "snap"`},
+		"no binary":      {with(func(in *ConsulBootstrapInput) { in.Consul.Binary = "" }), "binary: is required; source: file needs"},
+		"relative bin":   {with(func(in *ConsulBootstrapInput) { in.Consul.Binary = "consul" }), "binary: must be an absolute path on the worker"},
+		"bad sha256":     {with(func(in *ConsulBootstrapInput) { in.Consul.SHA256 = "ABC" }), "sha256: must be a SHA-256"},
 		"url no zip": {with(func(in *ConsulBootstrapInput) {
 			in.Consul.Source, in.Consul.Binary = "url", ""
 			in.Consul.URL = "ftp://x/c.zip"
 		}),
-			"source url needs the release zip"},
-		"apt sha": {with(func(in *ConsulBootstrapInput) { in.Consul.Source, in.Consul.Binary = "apt", "" }), "binary and sha256 are used only"},
+			"url: must be an http or https URL"},
+		"apt sha": {with(func(in *ConsulBootstrapInput) { in.Consul.Source, in.Consul.Binary = "apt", "" }), "sha256 is only used with source: file or url"},
 		"apt url": {with(func(in *ConsulBootstrapInput) {
 			in.Consul.Source, in.Consul.Binary, in.Consul.SHA256, in.Consul.URL = "apt", "", "", "https://u:p@mirror/hc"
 		}), "without credentials"},
-		"datacenter": {with(func(in *ConsulBootstrapInput) { in.Consul.Datacenter = "DC 1" }), `datacenter "DC 1"`},
-		"key file":   {with(func(in *ConsulBootstrapInput) { in.Consul.GossipKeyFile = "gossip.key" }), "gossipKeyFile \"gossip.key\" must be an absolute path"},
-		"iface":      {with(func(in *ConsulBootstrapInput) { in.Consul.BindInterface = `eth1" }}` }), "is not an interface name"},
-		"version":    {with(func(in *ConsulBootstrapInput) { in.Consul.Version = "1.22 || true" }), "is not a version"},
+		"datacenter": {with(func(in *ConsulBootstrapInput) { in.Consul.Datacenter = "DC 1" }), `datacenter: must be lower-case letters, digits, _ and - (at most 63), starting with a letter or digit, got "DC 1"`},
+		"key file":   {with(func(in *ConsulBootstrapInput) { in.Consul.GossipKeyFile = "gossip.key" }), `gossipKeyFile: must be an absolute path on the worker, got "gossip.key"`},
+		"iface":      {with(func(in *ConsulBootstrapInput) { in.Consul.BindInterface = `eth1" }}` }), "bindInterface: must be a network interface name"},
+		"version":    {with(func(in *ConsulBootstrapInput) { in.Consul.Version = "1.22 || true" }), "version: must be a version such as"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +13,9 @@ import (
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
+
+// DeployServiceName is the registered name of DeployService: stable, histories use it.
+const DeployServiceName = "DeployService"
 
 // DeployServiceInput is the one argument of DeployService. From the Web UI:
 //
@@ -49,6 +51,8 @@ type DeployServiceResult struct {
 	Images []activities.ImageLoaded `json:"images,omitempty"`
 }
 
+func (r *DeployServiceResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // ServiceFailed is the outcome of a DeployService that could not start or follow
 // the update (no manager, a refused spec, no outcome within the timeout).
 const ServiceFailed = "failed"
@@ -75,17 +79,6 @@ type DeployServiceProgress struct {
 	Message string                   `json:"message,omitempty"`
 }
 
-var (
-	// watchOptions serve WatchService: each call returns within about a minute
-	// (on a change, an outcome or its MaxWait), heartbeating every poll.
-	watchOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 3 * time.Minute,
-		HeartbeatTimeout:    hostHeartbeat,
-		WaitForCancellation: true,
-		RetryPolicy:         swarmOptions.RetryPolicy,
-	}
-)
-
 // DeployService creates or updates a swarm service (step kinds deployService and
 // updateService) through a manager and follows the update to a definite outcome:
 // completed, unchanged (the spec was as wanted already), rolled-back (with the
@@ -93,10 +86,12 @@ var (
 // ("rolled back: <reason>"); the run itself ends normally with the outcome in its
 // result. Invalid input fails the run before any engine is asked.
 func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceResult, error) {
-	if err := checkDeployService(in); err != nil {
+	// Step 1. Check the input before asking any engine.
+	if err := checkDeployService(&in); err != nil {
 		return nil, invalidInput(err.Error())
 	}
 	svc := in.Service
+	// Step 2. Publish progress.
 	prog := &DeployServiceProgress{Service: svc.Service, Phase: ServicePhaseManager}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*DeployServiceProgress, error) {
 		return prog, nil
@@ -124,13 +119,9 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 		return res, nil
 	}
 	publishService(ctx, prog)
-	opts := func(summary string) workflow.Context {
-		o := swarmOptions
-		o.Summary = summary
-		return workflow.WithActivityOptions(ctx, o)
-	}
+	opts := func(summary string) workflow.Context { return withSummary(ctx, swarmOptions, summary) }
 
-	// 1. The manager: the one the step names, else the first of the step's hosts
+	// Step 3. The manager: the one the step names, else the first of the step's hosts
 	// that answers as a manager.
 	var manager remote.Host
 	if svc.Manager != "" {
@@ -153,7 +144,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 	res.Manager, prog.Manager = manager.Name, manager.Name
 	publishService(ctx, prog)
 
-	// 2. Without a registry: load the image tarball into every node that can run
+	// Step 4. Without a registry: load the image tarball into every node that can run
 	// tasks and lacks the image.
 	if svc.ImageLoad != "" {
 		prog.Phase = ServicePhaseImages
@@ -165,7 +156,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 	prog.Phase = ServicePhaseApply
 	publishService(ctx, prog)
 
-	// 3. Create or update the service (nothing when its spec is as wanted).
+	// Step 5. Create or update the service (nothing when its spec is as wanted).
 	var applied activities.ServiceApplied
 	if err := workflow.ExecuteActivity(opts("apply service "+svc.Service+" on "+manager.Name), swarmActs.ApplyService,
 		activities.ApplyServiceRequest{Manager: manager, Service: svc}).Get(ctx, &applied); err != nil {
@@ -174,7 +165,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 	res.ServiceID, prog.Applied, prog.Phase = applied.ServiceID, applied.Message, ServicePhaseWatch
 	publishService(ctx, prog)
 
-	// 4. Follow the update until it has an outcome. Each WatchService call returns
+	// Step 6. Follow the update until it has an outcome. Each WatchService call returns
 	// when what it sees changes, so the progress query stays current.
 	timeout := in.Timeout.Std()
 	if timeout <= 0 {
@@ -203,7 +194,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 		publishService(ctx, prog)
 	}
 
-	// 5. The outcome.
+	// Step 7. The outcome.
 	switch st.Outcome {
 	case activities.ServiceRolledBack:
 		return finish(st.Outcome, "rolled back: "+st.RollbackReason)
@@ -220,9 +211,7 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 func loadImages(ctx workflow.Context, in DeployServiceInput, manager remote.Host, res *DeployServiceResult, prog *DeployServiceProgress) string {
 	svc := in.Service
 	var nodes []activities.SwarmNode
-	o := swarmOptions
-	o.Summary = "list the swarm's nodes"
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), swarmActs.ListSwarmNodes,
+	if err := workflow.ExecuteActivity(withSummary(ctx, swarmOptions, "list the swarm's nodes"), swarmActs.ListSwarmNodes,
 		activities.SwarmManagerRequest{Manager: manager}).Get(ctx, &nodes); err != nil {
 		return "image load: " + errorMessage(err)
 	}
@@ -249,23 +238,14 @@ func loadImages(ctx workflow.Context, in DeployServiceInput, manager remote.Host
 	}
 	loaded := make([]activities.ImageLoaded, len(targets))
 	errs := make([]string, len(targets))
-	lo := swarmOptions
-	lo.StartToCloseTimeout = 30 * time.Minute // a large tarball over a slow link
-	wg := workflow.NewWaitGroup(ctx)
-	for i, h := range targets {
-		wg.Add(1)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer wg.Done()
-			lo := lo
-			lo.Summary = "load " + svc.Image + " on " + h.Name
-			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, lo), swarmActs.LoadImage, activities.LoadImageRequest{
-				Host: h, Tarball: svc.ImageLoad, Image: svc.Image,
-			}).Get(ctx, &loaded[i]); err != nil {
-				errs[i] = h.Name + ": " + errorMessage(err)
-			}
-		})
-	}
-	wg.Wait(ctx)
+	eachHost(ctx, len(targets), 0, func(ctx workflow.Context, i int) {
+		h := targets[i]
+		if err := workflow.ExecuteActivity(withSummary(ctx, imageLoadOptions, "load "+svc.Image+" on "+h.Name), swarmActs.LoadImage, activities.LoadImageRequest{
+			Host: h, Tarball: svc.ImageLoad, Image: svc.Image,
+		}).Get(ctx, &loaded[i]); err != nil {
+			errs[i] = h.Name + ": " + errorMessage(err)
+		}
+	})
 	for i := range targets {
 		if errs[i] == "" {
 			res.Images = append(res.Images, loaded[i])
@@ -278,34 +258,14 @@ func loadImages(ctx workflow.Context, in DeployServiceInput, manager remote.Host
 	return ""
 }
 
-// checkDeployService validates DeployService's input.
-func checkDeployService(in DeployServiceInput) error {
-	if _, err := checkHosts(in.Hosts); err != nil {
+// checkDeployService validates DeployService's input and applies the defaults of its
+// service settings (ServiceStep.Normalize).
+func checkDeployService(in *DeployServiceInput) error {
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
 		return err
 	}
-	s := in.Service
-	switch {
-	case s.Service == "":
-		return errors.New("service.service (the service's name) is empty")
-	case s.Create && s.Image == "":
-		return errors.New("service.image is empty: creating a service needs its image")
-	}
-	for _, u := range []*playbooks.UpdatePolicy{s.Update, s.Rollback} {
-		if u == nil {
-			continue
-		}
-		switch u.FailureAction {
-		case playbooks.FailurePause, playbooks.FailureContinue, playbooks.FailureRollback, "":
-		default:
-			return fmt.Errorf("failureAction %q is not one of pause, continue, rollback", u.FailureAction)
-		}
-		switch u.Order {
-		case playbooks.OrderStopFirst, playbooks.OrderStartFirst, "":
-		default:
-			return fmt.Errorf("order %q is not one of stop-first, start-first", u.Order)
-		}
-	}
-	return nil
+	return in.Service.Normalize(playbooks.Scope{Hosts: names, Inventory: hostNames(in.Cluster, in.Hosts)}).Err("service")
 }
 
 // imagesText sums up an image load: "image web:2 loaded on 2 of 3 nodes; ".

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +13,12 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities"
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
+
+// DistributeKeysName is the registered name of DistributeKeys: stable, histories use it.
+const DistributeKeysName = "DistributeKeys"
 
 // DistributeKeysInput is the one argument of DistributeKeys: the hosts of a
 // distributeKeys step and its settings. Only paths and public keys travel in it.
@@ -51,6 +54,8 @@ type DistributeKeysResult struct {
 	RotationPending bool `json:"rotationPending,omitempty"`
 }
 
+func (r *DistributeKeysResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // DistributeKeysProgress is the result of the "progress" query of DistributeKeys.
 type DistributeKeysProgress struct {
 	Phase string        `json:"phase"`
@@ -81,21 +86,6 @@ const (
 	keysDefaultAttempts = 3
 )
 
-// keysWorkerOptions is the preset for DistributeKeys' activities that work on the
-// worker's own files (the cluster key, the operator's known_hosts): they take
-// milliseconds, so no heartbeat; a few retries for I/O hiccups, none for bad input.
-var keysWorkerOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 30 * time.Second,
-	RetryPolicy: &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
-		MaximumAttempts:        3,
-		NonRetryableErrorTypes: []string{activities.ErrInvalidInput},
-	},
-}
-
-// keysUserRE is what a user name looks like (as activities.keysUser checks it).
-var keysUserRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?$`)
-
 // DistributeKeys gives a set of hosts SSH access with a cluster key, in phases that
 // each fan out over the hosts (at most Parallel at a time), with a barrier between
 // phases because later phases need every host's keys:
@@ -116,7 +106,7 @@ var keysUserRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?$`)
 // "progress" query.
 func DistributeKeys(ctx workflow.Context, in DistributeKeysInput) (*DistributeKeysResult, error) {
 	// Step 1. Check the input before touching anything.
-	if err := checkDistributeKeys(in); err != nil {
+	if err := checkDistributeKeys(&in); err != nil {
 		return nil, invalidInput(err.Error())
 	}
 	r := newKeysRun(in)
@@ -130,15 +120,15 @@ func DistributeKeys(ctx workflow.Context, in DistributeKeysInput) (*DistributeKe
 
 	// Step 3. The cluster key, on the worker. Its private half stays in its file.
 	r.phase = KeysPhaseClusterKey
-	wctx := workflow.WithActivityOptions(ctx, keysWorkerOptions)
+	wctx := workflow.WithActivityOptions(ctx, workerFileOptions)
 	var ck activities.ClusterKeyInfo
 	req := activities.EnsureClusterKeyRequest{ClusterKey: in.Keys.ClusterKey, Rotate: in.Keys.Rotate}
 	if err := workflow.ExecuteActivity(wctx, keyActs.EnsureClusterKey, req).Get(ctx, &ck); err != nil {
 		return nil, r.fatal(ctx, "cannot make or read the cluster key "+in.Keys.ClusterKey, err)
 	}
 	r.fingerprint = ck.Current.Fingerprint
-	for i := range r.hosts {
-		r.hosts[i].State = HostRunning
+	for i := range in.Hosts {
+		r.hosts.hosts[i].State = HostRunning
 	}
 
 	// Step 4. Host keys, and with Mesh each host's own key pair.
@@ -218,10 +208,8 @@ func DistributeKeys(ctx workflow.Context, in DistributeKeysInput) (*DistributeKe
 			}
 		}
 		for _, name := range res.Changed {
-			for _, j := range alive {
-				if in.Hosts[j].Name == name {
-					r.change(j, "operator's known_hosts: host keys recorded")
-				}
+			if j := r.hosts.index(name); j >= 0 && !r.hosts.done(j) {
+				r.change(j, "operator's known_hosts: host keys recorded")
 			}
 		}
 	}
@@ -335,23 +323,18 @@ func DistributeKeys(ctx workflow.Context, in DistributeKeysInput) (*DistributeKe
 	}, nil
 }
 
-// checkDistributeKeys checks what a hand-written input could get wrong. Activities
-// check again what they rely on.
-func checkDistributeKeys(in DistributeKeysInput) error {
-	k := in.Keys
+// checkDistributeKeys checks what a hand-written input could get wrong: the keys'
+// settings (DistributeKeysStep.Normalize) and the hosts. Activities check again what
+// they rely on.
+func checkDistributeKeys(in *DistributeKeysInput) error {
 	switch {
 	case len(in.Hosts) == 0:
 		return errors.New("hosts is empty")
-	case k.ClusterKey == "":
-		return errors.New(`keys.clusterKey is empty: give the absolute path of the cluster private key on the worker, e.g. {"keys": {"clusterKey": "/var/lib/clusterflow/cluster_key"}}`)
-	case !filepath.IsAbs(k.ClusterKey) || filepath.Clean(k.ClusterKey) != k.ClusterKey:
-		return fmt.Errorf("keys.clusterKey %q must be a clean absolute path on the worker", k.ClusterKey)
-	case strings.HasSuffix(k.ClusterKey, ".pub") || strings.HasSuffix(k.ClusterKey, activities.NextKeySuffix) || strings.HasSuffix(k.ClusterKey, activities.OldKeySuffix):
-		return fmt.Errorf("keys.clusterKey %q names a companion file (.pub, .next, .old); give the cluster private key's path", k.ClusterKey)
-	case k.User != "" && !keysUserRE.MatchString(k.User):
-		return fmt.Errorf("keys.user %q is not a valid user name", k.User)
 	case in.Parallel < 0 || in.Attempts < 0 || in.Timeout < 0:
 		return errors.New("parallel, attempts and timeout must not be negative")
+	}
+	if err := in.Keys.Normalize(playbooks.Scope{}).Err("keys"); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	addrs := map[string]string{}
@@ -373,8 +356,8 @@ func checkDistributeKeys(in DistributeKeysInput) error {
 			return fmt.Errorf("%s: same address and port as host %s", where, addrs[addr])
 		case h.KnownHostsFile == "" || !filepath.IsAbs(h.KnownHostsFile):
 			return fmt.Errorf("%s: knownHostsFile must be an absolute path on the worker", where)
-		case k.User == "" && !keysUserRE.MatchString(h.User):
-			return fmt.Errorf("%s: login user %q is not a valid user name", where, h.User)
+		case in.Keys.User == "" && !rules.UserName(h.User):
+			return fmt.Errorf("%s: login user %q is not a user name (%s)", where, h.User, rules.UserNameRule)
 		}
 		names[h.Name] = true
 		addrs[addr] = h.Name
@@ -389,10 +372,7 @@ type keysRun struct {
 	parallel    int
 	step        playbooks.Step // the host activity preset's settings (name set per phase)
 	phase       string
-	hosts       []HostOutcome
-	failed      []bool
-	changes     [][]string // what each phase changed, per host
-	notes       [][]string // what was checked without change, per host
+	hosts       *hostTracker
 	fingerprint string
 	done        bool
 }
@@ -403,10 +383,7 @@ func newKeysRun(in DistributeKeysInput) *keysRun {
 		parallel: in.Parallel,
 		step:     playbooks.Step{Timeout: in.Timeout, Attempts: in.Attempts},
 		phase:    KeysPhaseClusterKey,
-		hosts:    make([]HostOutcome, len(in.Hosts)),
-		failed:   make([]bool, len(in.Hosts)),
-		changes:  make([][]string, len(in.Hosts)),
-		notes:    make([][]string, len(in.Hosts)),
+		hosts:    newHostTracker(in.Hosts, ""),
 	}
 	if r.parallel == 0 {
 		r.parallel = keysDefaultParallel
@@ -417,39 +394,26 @@ func newKeysRun(in DistributeKeysInput) *keysRun {
 	if r.step.Attempts == 0 {
 		r.step.Attempts = keysDefaultAttempts
 	}
-	for i, h := range in.Hosts {
-		r.hosts[i] = HostOutcome{Host: h.Name, State: HostPending}
-	}
 	return r
 }
 
 // alive lists the hosts that have not failed, in input order.
 func (r *keysRun) alive() []int {
 	var out []int
-	for i := range r.hosts {
-		if !r.failed[i] {
+	for i := range r.in.Hosts {
+		if !r.hosts.failed(i) {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-func (r *keysRun) anyFailed() bool {
-	for _, f := range r.failed {
-		if f {
-			return true
-		}
-	}
-	return false
-}
+func (r *keysRun) anyFailed() bool { return r.hosts.anyFailed() }
 
-func (r *keysRun) fail(i int, phase, msg string) {
-	r.failed[i] = true
-	r.hosts[i].State, r.hosts[i].Message = HostFailed, phase+": "+msg
-}
+func (r *keysRun) fail(i int, phase, msg string) { r.hosts.fail(i, phase, msg) }
 
-func (r *keysRun) change(i int, what string) { r.changes[i] = append(r.changes[i], what) }
-func (r *keysRun) note(i int, what string)   { r.notes[i] = append(r.notes[i], what) }
+func (r *keysRun) change(i int, what string) { r.hosts.note(i, true, what) }
+func (r *keysRun) note(i int, what string)   { r.hosts.note(i, false, what) }
 
 // fileChange records what an edit of a file in ~/.ssh did.
 func (r *keysRun) fileChange(i int, file string, res activities.FileEditResult) {
@@ -472,17 +436,15 @@ func (r *keysRun) fileChange(i int, file string, res activities.FileEditResult) 
 // outcomes is the per-host state: failed hosts with their message; at the end changed
 // or unchanged with what happened; before the end pending or running.
 func (r *keysRun) outcomes() []HostOutcome {
-	out := make([]HostOutcome, len(r.hosts))
-	for i, h := range r.hosts {
-		out[i] = h
-		if r.failed[i] {
-			continue
-		}
-		msg := strings.Join(append(append([]string(nil), r.changes[i]...), r.notes[i]...), "; ")
+	out := make([]HostOutcome, len(r.in.Hosts))
+	for i, h := range r.hosts.hosts {
+		out[i] = HostOutcome{Host: h.Host, State: h.State, Message: h.Message}
+		msg := r.hosts.message(i)
 		switch {
+		case r.hosts.failed(i):
 		case !r.done:
 			out[i].Message = msg
-		case len(r.changes[i]) > 0:
+		case r.hosts.changed[i]:
 			out[i].State, out[i].Message = HostChanged, msg
 		default:
 			out[i].State, out[i].Message = HostUnchanged, "up to date"
@@ -505,7 +467,7 @@ func (r *keysRun) fanOut(ctx workflow.Context, phase string,
 	targets := r.alive()
 	step := r.step
 	step.Name = phase
-	boundedFanOut(ctx, len(targets), r.parallel,
+	fanOut(ctx, len(targets), r.parallel,
 		func() bool { return ctx.Err() == nil },
 		func(k int) workflow.Future {
 			i := targets[k]

@@ -1,14 +1,8 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
-	"path"
-	"regexp"
-	"slices"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -17,6 +11,9 @@ import (
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
+
+// InstallDockerName is the registered name of InstallDocker: stable, histories use it.
+const InstallDockerName = "InstallDocker"
 
 // InstallDockerInput is the one argument of InstallDocker: the hosts (resolved, as
 // in a plan) and the playbook's installDocker step. From the Web UI:
@@ -46,6 +43,8 @@ type InstallDockerResult struct {
 	Engines []EngineInfo  `json:"engines"`
 }
 
+func (r *InstallDockerResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // Phases of a host in InstallDocker, in order, as the progress query shows them.
 const (
 	DockerPhasePending      = "pending"
@@ -60,62 +59,8 @@ const (
 
 // InstallDockerProgress is the result of InstallDocker's "progress" query.
 type InstallDockerProgress struct {
-	Source string               `json:"source"`
-	Hosts  []DockerHostProgress `json:"hosts"`
-}
-
-// DockerHostProgress is one host's state: the phase it is in (or stopped in) and
-// HostPending, HostRunning, HostChanged, HostUnchanged, HostFailed or HostSkipped.
-type DockerHostProgress struct {
-	Host    string `json:"host"`
-	Phase   string `json:"phase"`
-	State   string `json:"state"`
-	Message string `json:"message,omitempty"`
-}
-
-// Activity option presets of InstallDocker.
-var (
-	// dockerQuickOptions serve the short activities: OS detection, daemon.json,
-	// group membership, engine start (which waits up to a minute for the engine)
-	// and the API check.
-	dockerQuickOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		// A dead worker's attempt is retried within 20 s.
-		HeartbeatTimeout: hostHeartbeat,
-		// A cancelled run stops its remote commands before it reports cancelled.
-		WaitForCancellation: true,
-		RetryPolicy:         dockerRetry(5, 30*time.Second),
-	}
-	// dockerPackageOptions serve InstallDockerPackages.
-	dockerPackageOptions = workflow.ActivityOptions{
-		// apt on a slow mirror, or a large offline bundle over a slow link, takes
-		// minutes.
-		StartToCloseTimeout: 20 * time.Minute,
-		// Heartbeats come from the worker every few seconds whatever apt prints; a
-		// killed worker's install is retried on another worker after this.
-		HeartbeatTimeout:    30 * time.Second,
-		WaitForCancellation: true,
-		// Lock contention (another apt run) asks for a retry in 15 s; an unreachable
-		// mirror backs off to a minute between tries.
-		RetryPolicy: dockerRetry(8, time.Minute),
-	}
-)
-
-// dockerRetry is the retry policy of the Docker activities. Errors that the same
-// input would hit again are final.
-func dockerRetry(attempts int32, maxInterval time.Duration) *temporal.RetryPolicy {
-	return &temporal.RetryPolicy{
-		InitialInterval:    2 * time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    maxInterval,
-		MaximumAttempts:    attempts,
-		NonRetryableErrorTypes: []string{
-			activities.ErrInvalidInput, activities.ErrAuthFailed,
-			activities.ErrHostKeyMismatch, activities.ErrHostKeyUnknown,
-			activities.ErrRemoteFailed, activities.ErrUnsupportedOS,
-			activities.ErrPackageUnavailable, activities.ErrInvalidDaemonConfig,
-		},
-	}
+	Source string         `json:"source"`
+	Hosts  []HostProgress `json:"hosts"`
 }
 
 // InstallDocker installs, configures and starts a Docker engine on every host, at
@@ -139,7 +84,7 @@ func InstallDocker(ctx workflow.Context, in InstallDockerInput) (*InstallDockerR
 
 	// Step 2. Publish progress.
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*InstallDockerProgress, error) {
-		return d.progress, nil
+		return &InstallDockerProgress{Source: spec.Source, Hosts: d.hosts.hosts}, nil
 	}, workflow.QueryHandlerOptions{Description: "per-host phase and state of the Docker installation"}); err != nil {
 		return nil, err
 	}
@@ -147,25 +92,10 @@ func InstallDocker(ctx workflow.Context, in InstallDockerInput) (*InstallDockerR
 
 	// Step 3. Work on the hosts, at most parallel at a time, each in its own
 	// coroutine.
-	parallel := in.Parallel
-	if parallel <= 0 || parallel > len(in.Hosts) {
-		parallel = len(in.Hosts)
+	started := eachHost(ctx, len(in.Hosts), in.Parallel, d.installHost)
+	for i := started; i < len(in.Hosts); i++ {
+		d.stop(ctx, i, HostSkipped, "not started: the run was cancelled")
 	}
-	sem := workflow.NewSemaphore(ctx, int64(parallel))
-	wg := workflow.NewWaitGroup(ctx)
-	for i := range in.Hosts {
-		wg.Add(1)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer wg.Done()
-			if err := sem.Acquire(ctx, 1); err != nil {
-				d.stop(ctx, i, HostSkipped, "not started: the run was cancelled")
-				return
-			}
-			defer sem.Release(1)
-			d.installHost(ctx, i)
-		})
-	}
-	wg.Wait(ctx)
 
 	// Step 4. Report.
 	res := d.result()
@@ -175,8 +105,8 @@ func InstallDocker(ctx workflow.Context, in InstallDockerInput) (*InstallDockerR
 	return res, nil
 }
 
-// checkInstallDocker validates the input and returns the step with defaults
-// applied (source distro, mirror without a trailing slash).
+// checkInstallDocker validates the input and returns the step with its defaults
+// applied (InstallDockerStep.Normalize).
 func checkInstallDocker(in InstallDockerInput) (playbooks.InstallDockerStep, error) {
 	spec := in.Docker
 	if _, err := checkHosts(in.Hosts); err != nil {
@@ -185,96 +115,31 @@ func checkInstallDocker(in InstallDockerInput) (playbooks.InstallDockerStep, err
 	if in.Parallel < 0 {
 		return spec, fmt.Errorf("parallel must not be negative (0 means all hosts at once), not %d", in.Parallel)
 	}
-	if spec.Source == "" {
-		spec.Source = playbooks.DockerFromDistro
-	}
-	switch spec.Source {
-	case playbooks.DockerFromDistro, playbooks.DockerFromRepo, playbooks.DockerFromOffline:
-	default:
-		return spec, fmt.Errorf("unknown docker source %q: use %q, %q or %q", spec.Source,
-			playbooks.DockerFromDistro, playbooks.DockerFromRepo, playbooks.DockerFromOffline)
-	}
-	if spec.Mirror != "" {
-		if spec.Source != playbooks.DockerFromRepo {
-			return spec, fmt.Errorf("mirror is used only with source %q, not %q", playbooks.DockerFromRepo, spec.Source)
-		}
-		u, err := url.Parse(spec.Mirror)
-		switch {
-		case err != nil:
-			return spec, fmt.Errorf("mirror %q is not a URL: %v", spec.Mirror, err)
-		case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
-			return spec, fmt.Errorf("mirror %q must be an http:// or https:// URL such as %s", spec.Mirror, activities.DefaultDockerMirror)
-		case u.User != nil, u.RawQuery != "", u.Fragment != "", strings.ContainsAny(spec.Mirror, " \t\n[]"):
-			return spec, fmt.Errorf("mirror %q must be a plain URL, without credentials, query or spaces", spec.Mirror)
-		}
-		spec.Mirror = strings.TrimRight(spec.Mirror, "/")
-	}
-	switch {
-	case spec.Source == playbooks.DockerFromOffline && spec.Packages == "":
-		return spec, errors.New(`source offline needs "packages": a directory of .deb files on the worker`)
-	case spec.Source == playbooks.DockerFromOffline && !path.IsAbs(spec.Packages):
-		return spec, fmt.Errorf("packages %q must be an absolute path on the worker", spec.Packages)
-	case spec.Source != playbooks.DockerFromOffline && spec.Packages != "":
-		return spec, fmt.Errorf("packages is used only with source %q, not %q", playbooks.DockerFromOffline, spec.Source)
-	}
-	if spec.Version != "" && !debVersionRE.MatchString(spec.Version) {
-		return spec, fmt.Errorf("version %q is not a Debian package version (e.g. 20.10.24 or 5:27.3.1-1~debian.12~bookworm)", spec.Version)
-	}
-	var users []string
-	for _, u := range spec.Users {
-		switch {
-		case !userNameRE.MatchString(u):
-			return spec, fmt.Errorf("users: %q is not a user name", u)
-		case slices.Contains(users, u):
-			return spec, fmt.Errorf("users: %q is listed twice", u)
-		}
-		users = append(users, u)
-	}
-	if _, ok := spec.DaemonConfig[""]; ok {
-		return spec, errors.New("daemonConfig has an empty key")
-	}
-	return spec, nil
+	return spec, spec.Normalize(playbooks.Scope{}).Err("docker")
 }
-
-var (
-	// debVersionRE is what a Debian version, or the start of one, may contain.
-	debVersionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~:-]*$`)
-	// userNameRE is a user name useradd would accept.
-	userNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$`)
-)
 
 // dockerRun is the state of one InstallDocker execution. Host coroutines each
 // write only their own index.
 type dockerRun struct {
-	in       InstallDockerInput
-	spec     playbooks.InstallDockerStep
-	progress *InstallDockerProgress
-	outcomes []HostOutcome
-	engines  []*EngineInfo
+	in      InstallDockerInput
+	spec    playbooks.InstallDockerStep
+	hosts   *hostTracker
+	engines []*EngineInfo
 }
 
 func newDockerRun(in InstallDockerInput, spec playbooks.InstallDockerStep) *dockerRun {
-	d := &dockerRun{
-		in:       in,
-		spec:     spec,
-		progress: &InstallDockerProgress{Source: spec.Source},
-		outcomes: make([]HostOutcome, len(in.Hosts)),
-		engines:  make([]*EngineInfo, len(in.Hosts)),
+	return &dockerRun{
+		in:      in,
+		spec:    spec,
+		hosts:   newHostTracker(in.Hosts, DockerPhasePending),
+		engines: make([]*EngineInfo, len(in.Hosts)),
 	}
-	for i, h := range in.Hosts {
-		d.progress.Hosts = append(d.progress.Hosts, DockerHostProgress{Host: h.Name, Phase: DockerPhasePending, State: HostPending})
-		d.outcomes[i] = HostOutcome{Host: h.Name, State: HostPending}
-	}
-	return d
 }
 
 // installHost runs the activities of host i in order and records its outcome.
 func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 	h := d.in.Hosts[i]
-	hp := &d.progress.Hosts[i]
-	hp.State = HostRunning
-	var notes []string
-	changed := false
+	d.hosts.hosts[i].State = HostRunning
 
 	var osInfo activities.OSInfo
 	if !d.call(ctx, i, DockerPhaseDetectOS, dockerQuickOptions, dockerActs.DetectOS,
@@ -288,8 +153,7 @@ func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 	}, &pkgs) {
 		return
 	}
-	changed = changed || pkgs.Changed
-	notes = append(notes, pkgs.Message)
+	d.hosts.note(i, pkgs.Changed, pkgs.Message)
 
 	var conf activities.DaemonConfigResult
 	if !d.call(ctx, i, DockerPhaseDaemonConfig, dockerQuickOptions, dockerActs.ConfigureDockerDaemon,
@@ -297,8 +161,7 @@ func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 		return
 	}
 	if conf.Changed {
-		changed = true
-		notes = append(notes, fmt.Sprintf("%s: set %s", conf.Path, strings.Join(conf.Keys, ", ")))
+		d.hosts.note(i, true, fmt.Sprintf("%s: set %s", conf.Path, strings.Join(conf.Keys, ", ")))
 	}
 
 	var users activities.DockerUsersResult
@@ -306,13 +169,11 @@ func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 		activities.DockerUsersRequest{Host: h, Users: d.spec.Users}, &users) {
 		return
 	}
-	if users.Changed {
-		changed = true
-		if len(users.Added) > 0 {
-			notes = append(notes, "docker group: added "+strings.Join(users.Added, ", "))
-		} else {
-			notes = append(notes, "docker group created")
-		}
+	switch {
+	case users.Changed && len(users.Added) > 0:
+		d.hosts.note(i, true, "docker group: added "+strings.Join(users.Added, ", "))
+	case users.Changed:
+		d.hosts.note(i, true, "docker group created")
 	}
 
 	var start activities.StartEngineResult
@@ -321,8 +182,7 @@ func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 		return
 	}
 	if start.Changed {
-		changed = true
-		notes = append(notes, fmt.Sprintf("engine %s (%s)", start.Action, start.Manager))
+		d.hosts.note(i, true, fmt.Sprintf("engine %s (%s)", start.Action, start.Manager))
 	}
 
 	var engine activities.EngineVersion
@@ -331,25 +191,18 @@ func (d *dockerRun) installHost(ctx workflow.Context, i int) {
 		return
 	}
 	d.engines[i] = &EngineInfo{Host: h.Name, Version: engine.Version, APIVersion: engine.APIVersion}
-	notes = append(notes, fmt.Sprintf("engine %s answers over SSH (API %s)", engine.Version, engine.APIVersion))
+	d.hosts.note(i, false, fmt.Sprintf("engine %s answers over SSH (API %s)", engine.Version, engine.APIVersion))
 
-	state := HostUnchanged
-	if changed {
-		state = HostChanged
-	}
-	hp.Phase = DockerPhaseDone
-	d.stop(ctx, i, state, strings.Join(notes, "; "))
+	d.hosts.succeed(i, DockerPhaseDone)
+	d.publish(ctx)
 }
 
 // call runs one activity of host i in the given phase. On failure it records the
 // host's outcome and returns false: the host's sequence stops there.
 func (d *dockerRun) call(ctx workflow.Context, i int, phase string, opts workflow.ActivityOptions, activity, req, res any) bool {
-	hp := &d.progress.Hosts[i]
-	hp.Phase = phase
+	d.hosts.hosts[i].Phase = phase
 	d.publish(ctx)
-	opts.Summary = fmt.Sprintf("%s on %s", phase, hp.Host)
-	actx := workflow.WithActivityOptions(ctx, opts)
-	err := workflow.ExecuteActivity(actx, activity, req).Get(ctx, res)
+	err := workflow.ExecuteActivity(withSummary(ctx, opts, fmt.Sprintf("%s on %s", phase, d.in.Hosts[i].Name)), activity, req).Get(ctx, res)
 	if err == nil {
 		return true
 	}
@@ -363,18 +216,12 @@ func (d *dockerRun) call(ctx workflow.Context, i int, phase string, opts workflo
 
 // stop records host i's final state.
 func (d *dockerRun) stop(ctx workflow.Context, i int, state, msg string) {
-	hp := &d.progress.Hosts[i]
-	hp.State, hp.Message = state, msg
-	d.outcomes[i] = HostOutcome{Host: hp.Host, State: state, Message: msg}
-	if state == HostSkipped {
-		// HostOutcome knows changed, unchanged and failed only.
-		d.outcomes[i].State = HostFailed
-	}
+	d.hosts.finish(i, state, msg)
 	d.publish(ctx)
 }
 
 func (d *dockerRun) result() *InstallDockerResult {
-	res := &InstallDockerResult{Hosts: d.outcomes, Engines: []EngineInfo{}}
+	res := &InstallDockerResult{Hosts: d.hosts.outcomes(), Engines: []EngineInfo{}}
 	for _, e := range d.engines {
 		if e != nil {
 			res.Engines = append(res.Engines, *e)
@@ -385,11 +232,5 @@ func (d *dockerRun) result() *InstallDockerResult {
 
 // publish refreshes the Markdown the Web UI shows as the run's current details.
 func (d *dockerRun) publish(ctx workflow.Context) {
-	var b strings.Builder
-	b.WriteString(fmt.Sprintf("**InstallDocker** (source %s)\n\n| host | phase | state | message |\n|---|---|---|---|\n", d.spec.Source))
-	for _, h := range d.progress.Hosts {
-		msg := strings.ReplaceAll(h.Message, "|", "\\|")
-		b.WriteString(fmt.Sprintf("| %s | %s | %s | %s |\n", h.Host, h.Phase, h.State, msg))
-	}
-	workflow.SetCurrentDetails(ctx, b.String())
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**InstallDocker** (source %s)\n\n", d.spec.Source)+d.hosts.table(false))
 }

@@ -10,47 +10,28 @@ import (
 const TaskQueue = "clusterflow"
 
 // Registered workflow type names: stable, because the Web UI and stored histories
-// refer to them by name.
+// refer to them by name. Each procedure declares its own beside its workflow.
 const (
-	RunPlaybookName   = "RunPlaybook"
-	InstallDockerName = "InstallDocker"
-
-	DistributeKeysName = "DistributeKeys"
-
-	SwarmInitName       = "SwarmInit"
-	SwarmNodesName      = "SwarmNodes"
-	ConsulBootstrapName = "ConsulBootstrap"
-
-	RotateCAName          = "RotateCA"
-	CheckCertificatesName = "CheckCertificates"
-
-	DeployServiceName = "DeployService"
-
-	RollingNodeUpgradeName = "RollingNodeUpgrade"
-	ClusterLockName        = "ClusterLock"
+	RunPlaybookName = "RunPlaybook"
+	ClusterLockName = "ClusterLock"
 )
 
-// Register adds every clusterflow workflow to a worker (or a replayer).
+// Register adds every clusterflow workflow to a worker (or a replayer): RunPlaybook,
+// ClusterLock and the procedures of the table in procedures.go.
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RunPlaybook, workflow.RegisterOptions{Name: RunPlaybookName})
-	r.RegisterWorkflowWithOptions(DistributeKeys, workflow.RegisterOptions{Name: DistributeKeysName})
-	r.RegisterWorkflowWithOptions(InstallDocker, workflow.RegisterOptions{Name: InstallDockerName})
-	r.RegisterWorkflowWithOptions(SwarmInit, workflow.RegisterOptions{Name: SwarmInitName})
-	r.RegisterWorkflowWithOptions(SwarmNodes, workflow.RegisterOptions{Name: SwarmNodesName})
-	r.RegisterWorkflowWithOptions(ConsulBootstrap, workflow.RegisterOptions{Name: ConsulBootstrapName})
-	r.RegisterWorkflowWithOptions(RotateCA, workflow.RegisterOptions{Name: RotateCAName})
-	r.RegisterWorkflowWithOptions(CheckCertificates, workflow.RegisterOptions{Name: CheckCertificatesName})
-	r.RegisterWorkflowWithOptions(DeployService, workflow.RegisterOptions{Name: DeployServiceName})
-	r.RegisterWorkflowWithOptions(RollingNodeUpgrade, workflow.RegisterOptions{Name: RollingNodeUpgradeName})
 	r.RegisterWorkflowWithOptions(ClusterLock, workflow.RegisterOptions{Name: ClusterLockName})
+	for _, p := range procedures {
+		r.RegisterWorkflowWithOptions(p.fn, workflow.RegisterOptions{Name: p.name})
+	}
 }
 
 // registeredNames are the workflow types Register adds; the replay test requires a
 // recorded history of each.
-var registeredNames = []string{
-	RunPlaybookName, DistributeKeysName, InstallDockerName,
-	SwarmInitName, SwarmNodesName, ConsulBootstrapName,
-	RotateCAName, CheckCertificatesName, DeployServiceName,
-	RollingNodeUpgradeName,
-	ClusterLockName,
-}
+var registeredNames = func() []string {
+	names := []string{RunPlaybookName, ClusterLockName}
+	for _, p := range procedures {
+		names = append(names, p.name)
+	}
+	return names
+}()

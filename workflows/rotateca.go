@@ -15,6 +15,9 @@ import (
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
+// RotateCAName is the registered name of RotateCA: stable, histories use it.
+const RotateCAName = "RotateCA"
+
 // RotateCAInput is the one argument of RotateCA. From the Web UI:
 //
 //	{"hosts": [{"name": "master", "address": "10.211.73.11", "port": 22, "user": "root",
@@ -47,6 +50,8 @@ type RotateCAResult struct {
 	Finished time.Time           `json:"finished,omitzero"`
 	Notes    []string            `json:"notes,omitempty"`
 }
+
+func (r *RotateCAResult) hostOutcomes() []HostOutcome { return r.Hosts }
 
 // RotateCAProgress is the result of RotateCA's "progress" query.
 type RotateCAProgress struct {
@@ -87,16 +92,6 @@ const (
 )
 
 var (
-	// caOptions serve the CA activities: API calls, and watches that return
-	// within caWatch when nothing changes.
-	caOptions = func() workflow.ActivityOptions {
-		o := swarmOptions
-		o.StartToCloseTimeout = caWatch + 2*time.Minute
-		return o
-	}()
-	// caWatch is how long one WatchCARotation waits for a change: each change, or
-	// each caWatch without one, is one activity in the history.
-	caWatch = time.Minute
 	// caStall is how long a rotation held up only by nodes that are not ready may
 	// stand still before the run gives up and says so: swarm waits for ever.
 	caStall = 3 * time.Minute
@@ -218,23 +213,13 @@ func RotateCA(ctx workflow.Context, in RotateCAInput) (*RotateCAResult, error) {
 	return rc.result(in, res, st, nil), nil
 }
 
-// checkRotateCA validates RotateCA's input.
+// checkRotateCA validates RotateCA's input (RotateCAStep.Normalize).
 func checkRotateCA(in RotateCAInput) error {
-	if _, err := checkHosts(in.Hosts); err != nil {
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
 		return err
 	}
-	if (in.CA.CACert == "") != (in.CA.CAKey == "") {
-		return errors.New("ca.caCert and ca.caKey go together: give both, or neither for a root swarm generates")
-	}
-	if in.CA.NodeCertExpiry < 0 || (in.CA.NodeCertExpiry > 0 && in.CA.NodeCertExpiry.Std() < time.Hour) {
-		return fmt.Errorf("ca.nodeCertExpiry %s is below swarm's minimum of 1h", in.CA.NodeCertExpiry)
-	}
-	if m := in.CA.Manager; m != "" {
-		if _, ok := hostNamed(append(slices.Clone(in.Cluster), in.Hosts...), m); !ok {
-			return fmt.Errorf("ca.manager %q is not among the cluster's hosts", m)
-		}
-	}
-	return nil
+	return in.CA.Normalize(playbooks.Scope{Hosts: names, Inventory: hostNames(in.Cluster, in.Hosts)}).Err("ca")
 }
 
 // findCAManager returns the named manager, or the first host of the cluster (then
@@ -245,10 +230,8 @@ func findCAManager(ctx workflow.Context, name string, hosts, cluster []remote.Ho
 		h, _ := hostNamed(all, name)
 		return h, nil
 	}
-	opts := caOptions
-	opts.Summary = "find a swarm manager"
 	var found string
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), swarmActs.FindManager,
+	if err := workflow.ExecuteActivity(withSummary(ctx, caOptions, "find a swarm manager"), swarmActs.FindManager,
 		activities.FindManagerRequest{Candidates: all}).Get(ctx, &found); err != nil {
 		return remote.Host{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -26,31 +25,10 @@ type RunPlaybookInput struct {
 	Plan     *playbooks.Plan `json:"plan,omitempty"`
 }
 
-// Workflow error types. A run whose input cannot run (nothing was started) fails
-// with activities.ErrInvalidInput, the activities' type for a request that is wrong.
+// Workflow error types.
 const (
+	ErrInvalidInput   = "InvalidInput"   // the input cannot run; nothing was started
 	ErrPlaybookFailed = "PlaybookFailed" // a step failed beyond its failure budget
-)
-
-// Activity option presets.
-var (
-	// loadOptions read a playbook file on the worker: quick, and bad input is final.
-	loadOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrInvalidInput},
-		},
-	}
-	// hostHeartbeat bounds how long a host activity may go silent. It is also how
-	// soon a step resumes on another worker after its worker died mid-step.
-	hostHeartbeat = 20 * time.Second
-	// runHeartbeat is hostHeartbeat for the command activities of run steps, which
-	// heartbeat every third of it from their start whatever the host does (and the
-	// worker sends heartbeats at least every second): a run step of a killed worker
-	// is retried on another within about 3 s. Uploads keep hostHeartbeat: they
-	// checksum the source before their first heartbeat.
-	runHeartbeat = 3 * time.Second
 )
 
 // WorkflowID is the business ID a playbook runs under. Starting a second run of the
@@ -141,60 +119,23 @@ func resolvePlan(ctx workflow.Context, in RunPlaybookInput) (*playbooks.Plan, er
 	return plan, nil
 }
 
-// checkPlan catches what JSON decoding lets through (a plan sent by hand from the UI).
-// Plans from the starter or LoadPlaybook were fully validated already.
+// checkPlan checks a plan that may not come from the parser (a plan sent by hand
+// from the Web UI) with the playbook rules (Plan.Normalize), and that every step kind
+// has a workflow to run it. Plans from the starter or LoadPlaybook pass unchanged.
 func checkPlan(p *playbooks.Plan) error {
-	if p.Name == "" {
-		return errors.New("plan.name is empty")
-	}
-	if len(p.Steps) == 0 {
-		return fmt.Errorf("playbook %s has no steps", p.Name)
+	if err := p.Normalize(); err != nil {
+		return err
 	}
 	for i, s := range p.Steps {
-		where := fmt.Sprintf("plan.steps[%d] (%s)", i, s.Name)
-		switch {
-		case s.Kind == playbooks.KindRun && (s.Run == nil || len(s.Run.Command) == 0):
-			return fmt.Errorf("%s: kind run needs run.command", where)
-		case s.Kind == playbooks.KindUpload && (s.Upload == nil || s.Upload.Src == "" || s.Upload.Dest == ""):
-			return fmt.Errorf("%s: kind upload needs upload.src and upload.dest", where)
-		case s.Kind == playbooks.KindDistributeKeys && (s.DistributeKeys == nil || s.DistributeKeys.ClusterKey == ""):
-			return fmt.Errorf("%s: kind distributeKeys needs distributeKeys.clusterKey", where)
-		case s.Kind == playbooks.KindInstallDocker && s.InstallDocker == nil:
-			return fmt.Errorf("%s: kind installDocker needs installDocker", where)
-		case s.Kind == playbooks.KindSwarmInit && s.SwarmInit == nil:
-			return fmt.Errorf("%s: kind swarmInit needs swarmInit", where)
-		case isNodeOp(s.Kind) && (s.Node == nil || s.Node.Op != s.Kind):
-			return fmt.Errorf("%s: kind %s needs node.op %q", where, s.Kind, s.Kind)
-		case s.Kind == playbooks.KindConsulBootstrap && s.Consul == nil:
-			return fmt.Errorf("%s: kind consulBootstrap needs consul", where)
-		case s.Kind == playbooks.KindRotateCA && s.RotateCA == nil:
-			return fmt.Errorf("%s: kind rotateCA needs rotateCA", where)
-		case s.Kind == playbooks.KindCheckCertificates && s.CheckCertificates == nil:
-			return fmt.Errorf("%s: kind checkCertificates needs checkCertificates", where)
-		case isServiceKind(s.Kind) && (s.Service == nil || s.Service.Service == ""):
-			return fmt.Errorf("%s: kind %s needs service.service", where, s.Kind)
-		case s.Kind == playbooks.KindRollingNodeUpgrade && (s.Upgrade == nil || s.Upgrade.Docker.Version == ""):
-			return fmt.Errorf("%s: kind rollingNodeUpgrade needs upgrade.docker.version", where)
-		case s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload && !isProcedure(s.Kind):
-			return fmt.Errorf("%s: unknown step kind %q", where, s.Kind)
-		case s.Parallel < 1 || s.Attempts < 1 || s.Timeout <= 0:
-			return fmt.Errorf("%s: parallel, attempts and timeout must be positive", where)
-		case s.MaxFailPercent < 0 || s.MaxFailPercent > 100:
-			return fmt.Errorf("%s: maxFailPercent must be between 0 and 100", where)
-		case len(s.Hosts) == 0:
-			return fmt.Errorf("%s: no target hosts", where)
-		}
-		for _, h := range s.Hosts {
-			if _, ok := p.HostByName(h); !ok {
-				return fmt.Errorf("%s: host %q is not in plan.hosts", where, h)
-			}
+		if _, ok := procedureFor(s.Kind); !ok && s.Kind != playbooks.KindRun && s.Kind != playbooks.KindUpload {
+			return fmt.Errorf("plan.steps[%d] (%s): no workflow runs step kind %q", i, s.Name, s.Kind)
 		}
 	}
 	return nil
 }
 
 func invalidInput(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, activities.ErrInvalidInput, nil)
+	return temporal.NewNonRetryableApplicationError(msg, ErrInvalidInput, nil)
 }
 
 // run is the state of one RunPlaybook execution.
@@ -238,14 +179,14 @@ func (r *run) runStep(ctx workflow.Context, i int) error {
 	failures := 0
 	overBudget := func() bool { return failures*100 > step.MaxFailPercent*len(targets) }
 
-	if isProcedure(step.Kind) {
+	if p, ok := procedureFor(step.Kind); ok {
 		// A procedure works on all its hosts at once, in phases: it runs as a child
 		// workflow and reports per host; the budget applies to its outcome.
-		failures = r.runProcedure(ctx, i, targets)
+		failures = r.runProcedure(ctx, i, targets, p)
 		return r.endStep(ctx, i, targets, failures, overBudget())
 	}
 
-	next := boundedFanOut(ctx, len(targets), step.Parallel,
+	next := fanOut(ctx, len(targets), step.Parallel,
 		func() bool { return !overBudget() && ctx.Err() == nil },
 		func(k int) workflow.Future {
 			hs := &st.Hosts[targets[k]]
@@ -295,33 +236,9 @@ func (r *run) endStep(ctx workflow.Context, i int, targets []int, failures int, 
 	return nil
 }
 
-// isProcedure reports whether a step kind runs as a procedure workflow.
-func isProcedure(kind string) bool {
-	switch kind {
-	case playbooks.KindDistributeKeys, playbooks.KindInstallDocker, playbooks.KindSwarmInit, playbooks.KindConsulBootstrap,
-		playbooks.KindRotateCA, playbooks.KindCheckCertificates, playbooks.KindRollingNodeUpgrade:
-		return true
-	}
-	return isNodeOp(kind) || isServiceKind(kind)
-}
-
-// isServiceKind reports whether a step kind runs DeployService.
-func isServiceKind(kind string) bool {
-	return kind == playbooks.KindDeployService || kind == playbooks.KindUpdateService
-}
-
-// isNodeOp reports whether a step kind is a swarm node operation (SwarmNodes).
-func isNodeOp(kind string) bool {
-	switch kind {
-	case playbooks.KindPromote, playbooks.KindDemote, playbooks.KindDrain, playbooks.KindActivate, playbooks.KindRemoveNode:
-		return true
-	}
-	return false
-}
-
 // runProcedure runs step i as a child workflow on the target hosts and records each
 // host's outcome. It returns the number of hosts that failed.
-func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
+func (r *run) runProcedure(ctx workflow.Context, i int, targets []int, p procedure) int {
 	step, st := r.plan.Steps[i], &r.progress.Steps[i]
 	names := make([]string, 0, len(targets))
 	for _, k := range targets {
@@ -331,79 +248,10 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int) int {
 	}
 	r.publish(ctx)
 	hosts := procedureHosts(r.plan, names)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		// Derived from the run's own ID: one child per step, visible beside its parent.
-		WorkflowID:          fmt.Sprintf("%s/%d-%s", workflow.GetInfo(ctx).WorkflowExecution.ID, i+1, step.Kind),
-		WaitForCancellation: true,
-		StaticSummary:       fmt.Sprintf("%s: %s on %d hosts", r.plan.Name, step.Name, len(hosts)),
-	})
-
-	var outcomes []HostOutcome
-	var err error
-	switch step.Kind {
-	case playbooks.KindDistributeKeys:
-		var res DistributeKeysResult
-		err = workflow.ExecuteChildWorkflow(cctx, DistributeKeys, DistributeKeysInput{
-			Hosts: hosts, Keys: *step.DistributeKeys, Parallel: step.Parallel,
-			Timeout: step.Timeout, Attempts: step.Attempts,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	case playbooks.KindInstallDocker:
-		var res InstallDockerResult
-		err = workflow.ExecuteChildWorkflow(cctx, InstallDocker, InstallDockerInput{
-			Hosts: hosts, Docker: *step.InstallDocker, Parallel: step.Parallel,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	case playbooks.KindSwarmInit:
-		var res SwarmInitResult
-		err = workflow.ExecuteChildWorkflow(cctx, SwarmInit, SwarmInitInput{
-			Hosts: hosts, Swarm: *step.SwarmInit,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	case playbooks.KindConsulBootstrap:
-		var res ConsulBootstrapResult
-		err = workflow.ExecuteChildWorkflow(cctx, ConsulBootstrap, ConsulBootstrapInput{
-			Hosts: hosts, Consul: *step.Consul, Parallel: step.Parallel,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	case playbooks.KindRotateCA:
-		// A failed rotation carries its per-host outcomes as the error's details.
-		var res RotateCAResult
-		err = workflow.ExecuteChildWorkflow(cctx, RotateCA, RotateCAInput{
-			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), CA: *step.RotateCA, Timeout: step.Timeout,
-		}).Get(ctx, &res)
-		if detailsInto(err, &res) {
-			err = nil
-		}
-		outcomes = res.Hosts
-	case playbooks.KindCheckCertificates:
-		var res CheckCertificatesResult
-		err = workflow.ExecuteChildWorkflow(cctx, CheckCertificates, CheckCertificatesInput{
-			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Check: *step.CheckCertificates, Timeout: step.Timeout,
-		}).Get(ctx, &res)
-		if detailsInto(err, &res) {
-			err = nil
-		}
-		outcomes = res.Hosts
-	case playbooks.KindDeployService, playbooks.KindUpdateService:
-		var res DeployServiceResult
-		err = workflow.ExecuteChildWorkflow(cctx, DeployService, DeployServiceInput{
-			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Service: *step.Service, Timeout: step.Timeout,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	case playbooks.KindRollingNodeUpgrade:
-		var res RollingUpgradeResult
-		err = workflow.ExecuteChildWorkflow(cctx, RollingNodeUpgrade, RollingUpgradeInput{
-			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Upgrade: *step.Upgrade, Timeout: step.Timeout,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	default: // a node operation; checkPlan refused every other kind
-		var res SwarmNodesResult
-		err = workflow.ExecuteChildWorkflow(cctx, SwarmNodes, SwarmNodesInput{
-			Hosts: hosts, Cluster: HostsOf(r.plan.Hosts), Node: *step.Node, Timeout: step.Timeout,
-		}).Get(ctx, &res)
-		outcomes = res.Hosts
-	}
+	// The child's ID is derived from the run's own: one child per step, beside its parent.
+	cctx := childOptions(ctx, fmt.Sprintf("%s/%d-%s", workflow.GetInfo(ctx).WorkflowExecution.ID, i+1, step.Kind),
+		fmt.Sprintf("%s: %s on %d hosts", r.plan.Name, step.Name, len(hosts)))
+	outcomes, err := p.run(ctx, cctx, stepCall{step: step, hosts: hosts, cluster: HostsOf(r.plan.Hosts)})
 
 	failures := 0
 	now := workflow.Now(ctx)
@@ -447,33 +295,6 @@ func (r *run) startHost(ctx workflow.Context, step playbooks.Step, host remote.H
 			Host: host, Command: c.Command, Creates: c.Creates, Unless: c.Unless,
 			Env: c.Env, Dir: c.Dir, ExitCodes: c.ExitCodes,
 		})
-	}
-}
-
-// hostOptions is the activity preset for one host of a step: the step's timeout and
-// attempts, a heartbeat so a dead worker's attempt is retried within seconds, and
-// waiting for cancellation so a cancelled run has stopped its remote commands before
-// it reports cancelled.
-func hostOptions(step playbooks.Step, host remote.Host) workflow.ActivityOptions {
-	heartbeat := hostHeartbeat
-	if step.Kind == playbooks.KindRun {
-		heartbeat = runHeartbeat
-	}
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: step.Timeout.Std(),
-		HeartbeatTimeout:    heartbeat,
-		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("%s on %s", step.Name, host.Name),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    30 * time.Second,
-			MaximumAttempts:    int32(step.Attempts),
-			NonRetryableErrorTypes: []string{
-				activities.ErrInvalidInput, activities.ErrAuthFailed,
-				activities.ErrHostKeyMismatch, activities.ErrHostKeyUnknown,
-			},
-		},
 	}
 }
 

@@ -1,9 +1,7 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +12,12 @@ import (
 	"github.com/clusterflow/clusterflow/activities"
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
+)
+
+// Registered names of SwarmInit and SwarmNodes: stable, histories use them.
+const (
+	SwarmInitName  = "SwarmInit"
+	SwarmNodesName = "SwarmNodes"
 )
 
 // SwarmInitInput is the one argument of SwarmInit. From the Web UI:
@@ -39,6 +43,8 @@ type SwarmInitResult struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+func (r *SwarmInitResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // SwarmNodesInput is the one argument of SwarmNodes.
 type SwarmNodesInput struct {
 	Hosts []remote.Host `json:"hosts"`
@@ -55,6 +61,8 @@ type SwarmNodesResult struct {
 	Manager string        `json:"manager,omitempty"` // the host whose engine was asked
 }
 
+func (r *SwarmNodesResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // Phases of a host in SwarmInit and SwarmNodes, as the progress query shows them.
 const (
 	SwarmPhasePending  = "pending"
@@ -70,43 +78,10 @@ const (
 
 // SwarmProgress is the result of the "progress" query of SwarmInit and SwarmNodes.
 type SwarmProgress struct {
-	Operation string              `json:"operation"` // swarmInit, promote, drain, ...
-	Manager   string              `json:"manager,omitempty"`
-	Hosts     []SwarmHostProgress `json:"hosts"`
+	Operation string         `json:"operation"` // swarmInit, promote, drain, ...
+	Manager   string         `json:"manager,omitempty"`
+	Hosts     []HostProgress `json:"hosts"`
 }
-
-// SwarmHostProgress is one host's phase and state (HostPending ... HostFailed).
-type SwarmHostProgress struct {
-	Host    string `json:"host"`
-	Phase   string `json:"phase"`
-	State   string `json:"state"`
-	Message string `json:"message,omitempty"`
-}
-
-var (
-	// swarmOptions serve the swarm activities: API calls plus waits of up to 90 s
-	// for a node to be ready or to settle in its role.
-	swarmOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 5 * time.Minute,
-		HeartbeatTimeout:    hostHeartbeat,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    2 * time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    30 * time.Second,
-			MaximumAttempts:    6,
-			NonRetryableErrorTypes: []string{
-				activities.ErrInvalidInput, activities.ErrAuthFailed,
-				activities.ErrHostKeyMismatch, activities.ErrHostKeyUnknown,
-				activities.ErrRemoteFailed, activities.ErrQuorum,
-				activities.ErrSwarmConflict, activities.ErrDrainTimeout,
-			},
-		},
-	}
-)
-
-// swarmActs names the swarm activities for ExecuteActivity.
-var swarmActs *activities.Swarm
 
 // SwarmInit forms the swarm on its hosts, or completes it: the first manager
 // initialises it unless it is a manager already, the other hosts join as workers,
@@ -118,19 +93,21 @@ var swarmActs *activities.Swarm
 // can join and every host fails. Invalid input fails the run before any host is
 // touched.
 func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error) {
-	if err := checkSwarmInit(in); err != nil {
+	// Step 1. Check the input before touching any host.
+	spec, err := checkSwarmInit(in)
+	if err != nil {
 		return nil, invalidInput(err.Error())
 	}
-	sw := newSwarmRun(ctx, playbooks.KindSwarmInit, in.Hosts)
+	// Step 2. Publish progress.
+	sw := newSwarmRun(playbooks.KindSwarmInit, in.Hosts)
 	if err := sw.expose(ctx); err != nil {
 		return nil, err
 	}
-	spec := in.Swarm
 	first, _ := hostNamed(in.Hosts, spec.Managers[0])
-	sw.progress.Manager = first.Name
+	sw.manager = first.Name
 	res := &SwarmInitResult{Managers: []string{}, Workers: []string{}}
 
-	// 1. Initialise (or find) the swarm on the first manager.
+	// Step 3. Initialise (or find) the swarm on the first manager.
 	var init activities.SwarmChange
 	if !sw.call(ctx, first.Name, SwarmPhaseInit, activities.InitSwarmRequest{
 		Host: first, AdvertiseAddr: spec.AdvertiseAddr, ListenAddr: spec.ListenAddr, DataPathAddr: spec.DataPathAddr,
@@ -145,7 +122,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	res.ClusterID = init.State.ClusterID
 	nodeIDs := map[string]string{first.Name: init.State.NodeID}
 
-	// 2. Join the others, all at once and all as workers: a join cut short then
+	// Step 4. Join the others, all at once and all as workers: a join cut short then
 	// leaves a worker, never a half-added Raft member. Managers are promoted next,
 	// one at a time, each waited for until it is reachable.
 	var others []remote.Host
@@ -158,7 +135,8 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 	if isIP(advertiseAddr) {
 		advertiseAddr = "" // an IP address is the first manager's own
 	}
-	eachHost(ctx, others, func(ctx workflow.Context, h remote.Host) {
+	eachHost(ctx, len(others), 0, func(ctx workflow.Context, k int) {
+		h := others[k]
 		var jr activities.SwarmChange
 		if sw.call(ctx, h.Name, SwarmPhaseJoin, activities.JoinSwarmRequest{
 			Manager: first, Host: h, Role: "worker", AdvertiseAddr: advertiseAddr,
@@ -168,7 +146,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 		}
 	})
 
-	// 3. Roles, then labels, one node at a time through the first manager:
+	// Step 5. Roles, then labels, one node at a time through the first manager:
 	// promotions before demotions, so quorum only grows before it shrinks.
 	for _, role := range []string{"manager", "worker"} {
 		for _, h := range in.Hosts {
@@ -189,7 +167,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 		}
 	}
 
-	// 4. Overlay networks, through the first manager; a failure counts against it.
+	// Step 6. Overlay networks, through the first manager; a failure counts against it.
 	for _, n := range spec.Networks {
 		if sw.failed(first.Name) {
 			break
@@ -199,7 +177,7 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 		}
 	}
 
-	// 5. Read the swarm back for the result.
+	// Step 7. Read the swarm back for the result.
 	var nodes []activities.SwarmNode
 	if err := workflow.ExecuteActivity(sw.options(ctx, "read the swarm's nodes"), swarmActs.ListSwarmNodes,
 		activities.SwarmManagerRequest{Manager: first}).Get(ctx, &nodes); err == nil {
@@ -225,52 +203,22 @@ func SwarmInit(ctx workflow.Context, in SwarmInitInput) (*SwarmInitResult, error
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%d managers: an even number tolerates no more failures than %d; use an odd number of managers", managers, managers-1))
 		}
 	}
-	for _, h := range in.Hosts {
-		if !sw.done(h.Name) {
-			sw.finish(ctx, h.Name, sw.state(h.Name), sw.message(h.Name))
-		}
-	}
+	sw.finishRest(ctx)
 	if ctx.Err() != nil {
 		return sw.initResult(res), temporal.NewCanceledError("SwarmInit cancelled")
 	}
 	return sw.initResult(res), nil
 }
 
-// checkSwarmInit validates SwarmInit's input.
-func checkSwarmInit(in SwarmInitInput) error {
-	if _, err := checkHosts(in.Hosts); err != nil {
-		return err
+// checkSwarmInit validates SwarmInit's input and returns its swarm settings with
+// their defaults applied (SwarmInitStep.Normalize).
+func checkSwarmInit(in SwarmInitInput) (playbooks.SwarmInitStep, error) {
+	spec := in.Swarm
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
+		return spec, err
 	}
-	if len(in.Swarm.Managers) == 0 {
-		return errors.New(`swarm.managers is empty: name at least one of the hosts`)
-	}
-	for _, m := range in.Swarm.Managers {
-		if _, ok := hostNamed(in.Hosts, m); !ok {
-			return fmt.Errorf("swarm.managers: %q is not among the hosts", m)
-		}
-	}
-	if err := labelHostsKnown(in); err != nil {
-		return err
-	}
-	for i, n := range in.Swarm.Networks {
-		if n.Name == "" {
-			return fmt.Errorf("swarm.networks[%d] has no name", i)
-		}
-	}
-	return nil
-}
-
-// labelHostsKnown checks that labels name hosts of the input. The first unknown name
-// in sorted order is reported, so the message does not depend on map order.
-func labelHostsKnown(in SwarmInitInput) error {
-	//workflowcheck:ignore sorted right after; the result does not depend on map order
-	names := slices.Sorted(maps.Keys(in.Swarm.Labels))
-	for _, name := range names {
-		if _, ok := hostNamed(in.Hosts, name); !ok {
-			return fmt.Errorf("swarm.labels: %q is not among the hosts", name)
-		}
-	}
-	return nil
+	return spec, spec.Normalize(playbooks.Scope{Hosts: names}).Err("swarm")
 }
 
 // SwarmNodes runs one node operation (promote, demote, drain, activate,
@@ -281,19 +229,18 @@ func labelHostsKnown(in SwarmInitInput) error {
 // that would break Raft quorum are refused. The first failure stops the operation:
 // the remaining hosts are reported as not started.
 func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, error) {
-	if _, err := checkHosts(in.Hosts); err != nil {
+	// Step 1. Check the input before touching any host.
+	if err := checkSwarmNodes(in); err != nil {
 		return nil, invalidInput(err.Error())
 	}
-	if !isNodeOp(in.Node.Op) {
-		return nil, invalidInput(fmt.Sprintf("node.op %q is not one of promote, demote, drain, activate, removeNode", in.Node.Op))
-	}
-	sw := newSwarmRun(ctx, in.Node.Op, in.Hosts)
+	// Step 2. Publish progress.
+	sw := newSwarmRun(in.Node.Op, in.Hosts)
 	if err := sw.expose(ctx); err != nil {
 		return nil, err
 	}
 	res := &SwarmNodesResult{}
 
-	// 1. Find a manager.
+	// Step 3. Find a manager.
 	var manager remote.Host
 	if in.Node.Manager != "" {
 		h, ok := hostNamed(in.Cluster, in.Node.Manager)
@@ -315,17 +262,15 @@ func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, er
 		var name string
 		if err := workflow.ExecuteActivity(sw.options(ctx, "find a swarm manager"), swarmActs.FindManager,
 			activities.FindManagerRequest{Candidates: candidates}).Get(ctx, &name); err != nil {
-			for _, h := range in.Hosts {
-				sw.finish(ctx, h.Name, HostFailed, errorMessage(err))
-			}
+			sw.failRest(ctx, errorMessage(err))
 			return sw.nodesResult(res), nil
 		}
 		manager, _ = hostNamed(append(slices.Clone(in.Cluster), in.Hosts...), name)
 	}
-	res.Manager, sw.progress.Manager = manager.Name, manager.Name
+	res.Manager, sw.manager = manager.Name, manager.Name
 	sw.publish(ctx)
 
-	// 2. One node at a time.
+	// Step 4. One node at a time.
 	for _, h := range in.Hosts {
 		if ctx.Err() != nil || sw.anyFailed() {
 			sw.finish(ctx, h.Name, HostFailed, "not started: an earlier node failed or the run was cancelled")
@@ -349,10 +294,8 @@ func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, er
 			if timeout <= 0 {
 				timeout = 10 * time.Minute
 			}
-			opts := swarmOptions
-			opts.StartToCloseTimeout = timeout + 2*time.Minute
 			var st activities.DrainStatus
-			sw.callWith(ctx, opts, h.Name, SwarmPhaseWait, activities.DrainRequest{
+			sw.callWith(ctx, swarmWaitOptions(timeout), h.Name, SwarmPhaseWait, activities.DrainRequest{
 				Manager: manager, Node: h, NodeID: ch.State.NodeID, Timeout: playbooks.Duration(timeout),
 			}, swarmActs.WaitDrained, &st)
 		case playbooks.KindRemoveNode:
@@ -368,31 +311,50 @@ func SwarmNodes(ctx workflow.Context, in SwarmNodesInput) (*SwarmNodesResult, er
 	return sw.nodesResult(res), nil
 }
 
-// swarmRun is the bookkeeping of one SwarmInit or SwarmNodes execution.
+// checkSwarmNodes validates SwarmNodes' input (NodeStep.Normalize): the manager it
+// names must be a host of the cluster.
+func checkSwarmNodes(in SwarmNodesInput) error {
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
+		return err
+	}
+	return in.Node.Normalize(playbooks.Scope{Hosts: names, Inventory: hostNames(in.Cluster, in.Hosts)}).Err("node")
+}
+
+func (sw *swarmRun) initResult(res *SwarmInitResult) *SwarmInitResult {
+	res.Hosts = sw.hosts.outcomes()
+	return res
+}
+
+func (sw *swarmRun) nodesResult(res *SwarmNodesResult) *SwarmNodesResult {
+	res.Hosts = sw.hosts.outcomes()
+	return res
+}
+
+// swarmRun is the bookkeeping of one SwarmInit, SwarmNodes or RollingNodeUpgrade
+// execution. Hosts are known by name.
 type swarmRun struct {
-	progress *SwarmProgress
-	changed  map[string]bool
-	notes    map[string][]string
-	final    map[string]bool
+	op      string // swarmInit, promote, drain, ..., rollingNodeUpgrade
+	manager string // the host whose engine is asked, once known
+	hosts   *hostTracker
 	// footer, when set, adds its text below the hosts in the Web UI's details.
 	footer func() string
 }
 
-func newSwarmRun(_ workflow.Context, op string, hosts []remote.Host) *swarmRun {
-	sw := &swarmRun{
-		progress: &SwarmProgress{Operation: op},
-		changed:  map[string]bool{}, notes: map[string][]string{}, final: map[string]bool{},
-	}
-	for _, h := range hosts {
-		sw.progress.Hosts = append(sw.progress.Hosts, SwarmHostProgress{Host: h.Name, Phase: SwarmPhasePending, State: HostPending})
-	}
-	return sw
+func newSwarmRun(op string, hosts []remote.Host) *swarmRun {
+	return &swarmRun{op: op, hosts: newHostTracker(hosts, SwarmPhasePending)}
+}
+
+// progress is the result of the progress query.
+func (sw *swarmRun) progress() SwarmProgress {
+	return SwarmProgress{Operation: sw.op, Manager: sw.manager, Hosts: sw.hosts.hosts}
 }
 
 // expose registers the progress query and publishes the first table.
 func (sw *swarmRun) expose(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*SwarmProgress, error) {
-		return sw.progress, nil
+		p := sw.progress()
+		return &p, nil
 	}, workflow.QueryHandlerOptions{Description: "per-host phase and state of the swarm operation"}); err != nil {
 		return err
 	}
@@ -400,56 +362,40 @@ func (sw *swarmRun) expose(ctx workflow.Context) error {
 	return nil
 }
 
-func (sw *swarmRun) host(name string) *SwarmHostProgress {
-	for i := range sw.progress.Hosts {
-		if sw.progress.Hosts[i].Host == name {
-			return &sw.progress.Hosts[i]
-		}
-	}
-	return &SwarmHostProgress{}
-}
-
 func (sw *swarmRun) options(ctx workflow.Context, summary string) workflow.Context {
-	opts := swarmOptions
-	opts.Summary = summary
-	return workflow.WithActivityOptions(ctx, opts)
+	return withSummary(ctx, swarmOptions, summary)
 }
 
 // call runs one activity for host name in phase. Its SwarmChange (res may be nil)
 // is noted; on failure the host is finished as failed and call returns false.
 func (sw *swarmRun) call(ctx workflow.Context, name, phase string, req, activity any, res *activities.SwarmChange) bool {
+	if res == nil {
+		res = &activities.SwarmChange{}
+	}
 	return sw.callWith(ctx, swarmOptions, name, phase, req, activity, res)
 }
 
+// callWith runs one activity for host name in phase with the preset opts, its
+// result into res (a SwarmChange is noted). On failure the host is finished as
+// failed and it returns false; a host finished already is not called again.
 func (sw *swarmRun) callWith(ctx workflow.Context, opts workflow.ActivityOptions, name, phase string, req, activity, res any) bool {
-	hp := sw.host(name)
-	if sw.final[name] {
-		return false
-	}
-	hp.Phase, hp.State = phase, HostRunning
-	sw.publish(ctx)
-	opts.Summary = fmt.Sprintf("%s on %s", phase, name)
-	var ch activities.SwarmChange
-	var err error
-	switch r := res.(type) {
-	case *activities.SwarmChange:
-		if r == nil {
-			r = &ch
+	i := sw.hosts.index(name)
+	if i >= 0 {
+		if sw.hosts.done(i) {
+			return false
 		}
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, req).Get(ctx, r)
-		ch = *r
-	default:
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, req).Get(ctx, res)
+		sw.hosts.begin(i, phase)
 	}
+	sw.publish(ctx)
+	err := workflow.ExecuteActivity(withSummary(ctx, opts, fmt.Sprintf("%s on %s", phase, name)), activity, req).Get(ctx, res)
 	switch {
 	case err == nil:
-		if ch.Changed {
-			sw.changed[name] = true
+		if i >= 0 {
+			if ch, ok := res.(*activities.SwarmChange); ok {
+				sw.hosts.note(i, ch.Changed, ch.Message)
+			}
+			sw.hosts.hosts[i].Message = sw.hosts.message(i)
 		}
-		if ch.Message != "" {
-			sw.notes[name] = append(sw.notes[name], ch.Message)
-		}
-		hp.Message = strings.Join(sw.notes[name], "; ")
 		sw.publish(ctx)
 		return true
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
@@ -460,84 +406,93 @@ func (sw *swarmRun) callWith(ctx workflow.Context, opts workflow.ActivityOptions
 	return false
 }
 
+// finish records host name's final state; a host that did not fail is done.
 func (sw *swarmRun) finish(ctx workflow.Context, name, state, msg string) {
-	hp := sw.host(name)
-	hp.State, hp.Message, sw.final[name] = state, msg, true
+	i := sw.hosts.index(name)
+	if i < 0 {
+		return
+	}
+	sw.hosts.finish(i, state, msg)
 	if state != HostFailed {
-		hp.Phase = SwarmPhaseDone
+		sw.hosts.hosts[i].Phase = SwarmPhaseDone
 	}
 	sw.publish(ctx)
 }
 
-func (sw *swarmRun) done(name string) bool { return sw.final[name] }
-func (sw *swarmRun) failed(name string) bool {
-	return sw.final[name] && sw.host(name).State == HostFailed
-}
-
-func (sw *swarmRun) anyFailed() bool {
-	for _, h := range sw.progress.Hosts {
-		if h.State == HostFailed {
-			return true
+// finishRest finishes every host not finished yet: with its result and what its
+// activities said.
+func (sw *swarmRun) finishRest(ctx workflow.Context) {
+	for i, h := range sw.hosts.hosts {
+		if !sw.hosts.done(i) {
+			sw.finish(ctx, h.Host, sw.hosts.result(i), sw.hosts.message(i))
 		}
 	}
-	return false
+}
+
+// failRest fails every host not finished yet with msg.
+func (sw *swarmRun) failRest(ctx workflow.Context, msg string) {
+	for i, h := range sw.hosts.hosts {
+		if !sw.hosts.done(i) {
+			sw.finish(ctx, h.Host, HostFailed, msg)
+		}
+	}
+}
+
+func (sw *swarmRun) done(name string) bool {
+	i := sw.hosts.index(name)
+	return i >= 0 && sw.hosts.done(i)
+}
+func (sw *swarmRun) failed(name string) bool {
+	i := sw.hosts.index(name)
+	return i >= 0 && sw.hosts.failed(i)
+}
+func (sw *swarmRun) anyFailed() bool { return sw.hosts.anyFailed() }
+
+// noteChange records a change on host name that no SwarmChange reported.
+func (sw *swarmRun) noteChange(name string, changed bool, msg string) {
+	if i := sw.hosts.index(name); i >= 0 {
+		sw.hosts.note(i, changed, msg)
+	}
+}
+
+func (sw *swarmRun) changed(name string) bool {
+	i := sw.hosts.index(name)
+	return i >= 0 && sw.hosts.changed[i]
+}
+
+func (sw *swarmRun) phase(name string) string {
+	if i := sw.hosts.index(name); i >= 0 {
+		return sw.hosts.hosts[i].Phase
+	}
+	return ""
 }
 
 func (sw *swarmRun) state(name string) string {
-	if sw.changed[name] {
-		return HostChanged
+	if i := sw.hosts.index(name); i >= 0 {
+		return sw.hosts.result(i)
 	}
 	return HostUnchanged
 }
 
-func (sw *swarmRun) message(name string) string { return strings.Join(sw.notes[name], "; ") }
-
-func (sw *swarmRun) outcomes() []HostOutcome {
-	out := make([]HostOutcome, 0, len(sw.progress.Hosts))
-	for _, h := range sw.progress.Hosts {
-		out = append(out, HostOutcome{Host: h.Host, State: h.State, Message: h.Message})
+func (sw *swarmRun) message(name string) string {
+	if i := sw.hosts.index(name); i >= 0 {
+		return sw.hosts.message(i)
 	}
-	return out
-}
-
-func (sw *swarmRun) initResult(res *SwarmInitResult) *SwarmInitResult {
-	res.Hosts = sw.outcomes()
-	return res
-}
-
-func (sw *swarmRun) nodesResult(res *SwarmNodesResult) *SwarmNodesResult {
-	res.Hosts = sw.outcomes()
-	return res
+	return ""
 }
 
 // publish refreshes the Markdown the Web UI shows as the run's current details.
 func (sw *swarmRun) publish(ctx workflow.Context) {
 	var b strings.Builder
-	b.WriteString(fmt.Sprintf("**%s**", sw.progress.Operation))
-	if sw.progress.Manager != "" {
-		b.WriteString(" through " + sw.progress.Manager)
+	b.WriteString(fmt.Sprintf("**%s**", sw.op))
+	if sw.manager != "" {
+		b.WriteString(" through " + sw.manager)
 	}
-	b.WriteString("\n\n| host | phase | state | message |\n|---|---|---|---|\n")
-	for _, h := range sw.progress.Hosts {
-		b.WriteString(fmt.Sprintf("| %s | %s | %s | %s |\n", h.Host, h.Phase, h.State, strings.ReplaceAll(h.Message, "|", "\\|")))
-	}
+	b.WriteString("\n\n" + sw.hosts.table(false))
 	if sw.footer != nil {
 		b.WriteString(sw.footer())
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
-}
-
-// eachHost runs fn for every host in its own coroutine and waits for all.
-func eachHost(ctx workflow.Context, hosts []remote.Host, fn func(workflow.Context, remote.Host)) {
-	wg := workflow.NewWaitGroup(ctx)
-	for _, h := range hosts {
-		wg.Add(1)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer wg.Done()
-			fn(ctx, h)
-		})
-	}
-	wg.Wait(ctx)
 }
 
 func hostNamed(hosts []remote.Host, name string) (remote.Host, bool) {

@@ -226,7 +226,7 @@ func TestSwarmInitRefusesBadInput(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.ExecuteWorkflow(SwarmInit, SwarmInitInput{Hosts: dockerHosts("m1"), Swarm: playbooks.SwarmInitStep{Managers: []string{"nope"}}})
-	requireInvalidInput(t, env.GetWorkflowError(), `"nope" is not among the hosts`)
+	requireInvalidInput(t, env.GetWorkflowError(), `managers must be among the step's hosts; "nope" is not`)
 }
 
 func TestSwarmNodesDrainOneAtATimeAndStopsAtFailure(t *testing.T) {

@@ -14,6 +14,9 @@ import (
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
+// RollingNodeUpgradeName is the registered name of RollingNodeUpgrade: stable, histories use it.
+const RollingNodeUpgradeName = "RollingNodeUpgrade"
+
 // RollingUpgradeInput is the one argument of RollingNodeUpgrade. From the Web UI:
 //
 //	{"hosts": [{"name": "master", "address": "10.211.73.11", ...}, ...],
@@ -78,6 +81,8 @@ type RollingUpgradeResult struct {
 	Manager    string                    `json:"manager,omitempty"`
 }
 
+func (r *RollingUpgradeResult) hostOutcomes() []HostOutcome { return r.Hosts }
+
 // ApproveSignal is the signal that lets RollingNodeUpgrade go on to the next batch
 // when the step asks for approval. Its payload names the batch approved, as the
 // progress query shows it waiting: {"batch": 2}.
@@ -122,25 +127,24 @@ const (
 // A failed batch stops the run: its nodes are left drained and the report says
 // where. With DryRun it returns the plan and changes nothing.
 func RollingNodeUpgrade(ctx workflow.Context, in RollingUpgradeInput) (*RollingUpgradeResult, error) {
-	if _, err := checkHosts(in.Hosts); err != nil {
+	// Step 1. Check the input before touching any host.
+	if err := checkRollingUpgrade(&in); err != nil {
 		return nil, invalidInput(err.Error())
 	}
-	if in.Upgrade.Docker.Version == "" {
-		return nil, invalidInput("upgrade.docker.version is required: the engine package version to upgrade to")
-	}
-	u := &upgradeRun{in: in, sw: newSwarmRun(ctx, playbooks.KindRollingNodeUpgrade, in.Hosts),
+	// Step 2. Publish progress.
+	u := &upgradeRun{in: in, sw: newSwarmRun(playbooks.KindRollingNodeUpgrade, in.Hosts),
 		res: &RollingUpgradeResult{Version: in.Upgrade.Docker.Version, DryRun: in.DryRun, Engines: map[string]string{}}}
 	u.progress = &RollingUpgradeProgress{Version: in.Upgrade.Docker.Version}
 	u.sw.footer = u.footer
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (*RollingUpgradeProgress, error) {
-		u.progress.SwarmProgress = *u.sw.progress
+		u.progress.SwarmProgress = u.sw.progress()
 		return u.progress, nil
 	}, workflow.QueryHandlerOptions{Description: "per-node phase and state, the batch in progress and the service counts at each batch boundary"}); err != nil {
 		return nil, err
 	}
 	u.sw.publish(ctx)
 
-	// 1. Read the swarm through a manager and make the plan.
+	// Step 3. Read the swarm through a manager and make the plan.
 	manager, ok := u.manager(ctx, nil)
 	if !ok {
 		return u.result(), nil
@@ -174,7 +178,7 @@ func RollingNodeUpgrade(ctx workflow.Context, in RollingUpgradeInput) (*RollingU
 		}
 	}
 
-	// 2. Batch by batch.
+	// Step 4. Batch by batch.
 	for k, batch := range batches {
 		n := k + 1
 		if in.Upgrade.Approval && n > 1 && !u.approve(ctx, n) {
@@ -194,6 +198,16 @@ func RollingNodeUpgrade(ctx workflow.Context, in RollingUpgradeInput) (*RollingU
 		return u.result(), temporal.NewCanceledError("RollingNodeUpgrade cancelled")
 	}
 	return u.result(), nil
+}
+
+// checkRollingUpgrade validates RollingNodeUpgrade's input and applies the defaults
+// of its engine settings (RollingUpgradeStep.Normalize).
+func checkRollingUpgrade(in *RollingUpgradeInput) error {
+	names, err := checkHosts(in.Hosts)
+	if err != nil {
+		return err
+	}
+	return in.Upgrade.Normalize(playbooks.Scope{Hosts: names, Inventory: hostNames(in.Cluster, in.Hosts)}).Err("upgrade")
 }
 
 // upgradeRun is the state of one RollingNodeUpgrade execution.
@@ -312,12 +326,12 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	if timeout <= 0 {
 		timeout = playbooks.Duration(10 * time.Minute)
 	}
-	waitOpts := swarmOptions
-	waitOpts.StartToCloseTimeout = timeout.Std() + 2*time.Minute
+	waitOpts := swarmWaitOptions(timeout.Std())
 
 	// Drain the batch's nodes and wait until their tasks run elsewhere.
 	var upgrade []remote.Host
-	eachHost(ctx, hosts, func(ctx workflow.Context, h remote.Host) {
+	eachHost(ctx, len(hosts), 0, func(ctx workflow.Context, k int) {
+		h := hosts[k]
 		p := u.byHost[h.Name]
 		if p.Action != UpgradeActionUpgrade {
 			return
@@ -351,22 +365,18 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 			return u.stopBatch(ctx, n, batch)
 		}
 		u.res.Backup = &b
-		u.sw.notes[upgrade[0].Name] = append(u.sw.notes[upgrade[0].Name], fmt.Sprintf("Raft state backup %s:%s (%d bytes)", from.Name, b.Path, b.Bytes))
+		u.sw.noteChange(upgrade[0].Name, false, fmt.Sprintf("Raft state backup %s:%s (%d bytes)", from.Name, b.Path, b.Bytes))
 	}
 
 	// Upgrade and restart the engines: InstallDocker with the step's settings.
 	if len(upgrade) > 0 {
 		for _, h := range upgrade {
-			hp := u.sw.host(h.Name)
-			hp.Phase, hp.State = UpgradePhaseEngine, HostRunning
+			u.sw.hosts.begin(u.sw.hosts.index(h.Name), UpgradePhaseEngine)
 		}
 		u.sw.publish(ctx)
 		var res InstallDockerResult
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:          fmt.Sprintf("%s/batch-%d", workflow.GetInfo(ctx).WorkflowExecution.ID, n),
-			WaitForCancellation: true,
-			StaticSummary:       fmt.Sprintf("engine upgrade to %s, batch %d: %s", u.in.Upgrade.Docker.Version, n, strings.Join(batch, ", ")),
-		})
+		cctx := childOptions(ctx, fmt.Sprintf("%s/batch-%d", workflow.GetInfo(ctx).WorkflowExecution.ID, n),
+			fmt.Sprintf("engine upgrade to %s, batch %d: %s", u.in.Upgrade.Docker.Version, n, strings.Join(batch, ", ")))
 		err := workflow.ExecuteChildWorkflow(cctx, InstallDocker, InstallDockerInput{Hosts: upgrade, Docker: u.in.Upgrade.Docker}).Get(ctx, &res)
 		for _, h := range upgrade {
 			switch {
@@ -377,8 +387,7 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 				if o.State == HostFailed {
 					u.sw.finish(ctx, h.Name, HostFailed, "engine: "+o.Message+"; left drained")
 				} else {
-					u.sw.changed[h.Name] = true
-					u.sw.notes[h.Name] = append(u.sw.notes[h.Name], fmt.Sprintf("%s → %s", u.byHost[h.Name].Installed, u.in.Upgrade.Docker.Version))
+					u.sw.noteChange(h.Name, true, fmt.Sprintf("%s → %s", u.byHost[h.Name].Installed, u.in.Upgrade.Docker.Version))
 				}
 			}
 		}
@@ -392,7 +401,8 @@ func (u *upgradeRun) runBatch(ctx workflow.Context, n int, batch []string) bool 
 	if !ok {
 		return false
 	}
-	eachHost(ctx, hosts, func(ctx workflow.Context, h remote.Host) {
+	eachHost(ctx, len(hosts), 0, func(ctx workflow.Context, k int) {
+		h := hosts[k]
 		id, p := u.node(h.Name).NodeID, u.byHost[h.Name]
 		var engine string
 		if !u.sw.callWith(ctx, waitOpts, h.Name, UpgradePhaseReady, activities.UpgradeNodeRequest{Manager: manager, Node: h, NodeID: id, Timeout: timeout},
@@ -442,8 +452,8 @@ func (u *upgradeRun) stopBatch(ctx workflow.Context, n int, batch []string) bool
 	for _, h := range batch {
 		if !u.sw.done(h) {
 			msg := fmt.Sprintf("batch %d stopped (%s failed)", n, strings.Join(failed, ", "))
-			switch phase := u.sw.host(h).Phase; {
-			case u.sw.changed[h]:
+			switch phase := u.sw.phase(h); {
+			case u.sw.changed(h):
 				msg += "; its engine was upgraded, and it is left drained"
 			case phase != SwarmPhasePending:
 				msg += "; reached " + phase + ", left drained"
@@ -484,7 +494,7 @@ func (u *upgradeRun) manager(ctx workflow.Context, avoid []string) (remote.Host,
 		return remote.Host{}, false
 	}
 	h, _ := hostNamed(candidates, name)
-	u.res.Manager, u.sw.progress.Manager = name, name
+	u.res.Manager, u.sw.manager = name, name
 	return h, true
 }
 
@@ -557,7 +567,7 @@ func (u *upgradeRun) node(host string) activities.UpgradeNode {
 }
 
 func (u *upgradeRun) result() *RollingUpgradeResult {
-	u.res.Hosts = u.sw.outcomes()
+	u.res.Hosts = u.sw.hosts.outcomes()
 	return u.res
 }
 

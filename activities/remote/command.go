@@ -4,9 +4,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // wrapperScript runs every command; see wrapper.sh.
@@ -32,11 +33,8 @@ func ScriptBody(text string) string {
 	return strings.TrimRight(rest, "\n")
 }
 
-// envKeyRE is what a portable environment variable name looks like.
-var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // IsEnvName reports whether s is a portable environment variable name.
-func IsEnvName(s string) bool { return envKeyRE.MatchString(s) }
+func IsEnvName(s string) bool { return rules.EnvName(s) }
 
 // commandLine builds the shell command line that sshd hands to the login shell. Every
 // argv element, env value and directory is single-quoted; nothing is pasted raw.
@@ -68,7 +66,7 @@ func (c Cmd) commandLine() (string, error) {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			if !envKeyRE.MatchString(k) {
+			if !rules.EnvName(k) {
 				return "", fmt.Errorf("env name %q is not a valid variable name", k)
 			}
 			v := c.Env[k]
