@@ -158,7 +158,9 @@ stop_engine() {
 		return
 	fi
 	if [ "$recorded" != "$owner" ]; then
-		say "the Docker engine was started by this script $(owner_text "$recorded"), not $(owner_text "$owner"): left running"
+		local caller="--owner $owner"
+		[ -n "$owner" ] || caller="no --owner"
+		say "the Docker engine was started by this script $(owner_text "$recorded"), not for this caller ($caller): left running"
 		return
 	fi
 	if [ "$(recorded_pid)" = systemd ]; then
