@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -100,6 +101,10 @@ func (s *Swarm) BuildImage(ctx context.Context, req BuildImageRequest) (ImageBui
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(dir.writeContext(pw, b.Context, entries)) }()
 	begin := time.Now()
+	var last atomic.Value
+	last.Store("sending the build context")
+	stop := heartbeats(ctx, defaultHeartbeat, func() any { return last.Load() })
+	defer stop()
 	resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
 		Tags: []string{b.Tag}, Dockerfile: b.Dockerfile, BuildArgs: args, Target: b.Target, AuthConfigs: auths,
 		Labels: map[string]string{LabelContext: digest}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
@@ -109,7 +114,7 @@ func (s *Swarm) BuildImage(ctx context.Context, req BuildImageRequest) (ImageBui
 		return out, apiFailure(ctx, h, "build "+b.Tag, err)
 	}
 	defer resp.Body.Close()
-	if err := buildMessages(ctx, resp.Body); err != nil {
+	if err := buildMessages(resp.Body, func(line string) { last.Store(line) }); err != nil {
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
@@ -155,12 +160,11 @@ func builtImage(ctx context.Context, h remote.Host, cli *client.Client, tag stri
 // buildTail is how many of the builder's last lines a failure shows.
 const buildTail = 8
 
-// buildMessages reads the builder's JSON stream, heartbeating with its lines, and
+// buildMessages reads the builder's JSON stream, giving each line to seen, and
 // returns its error with the lines before it.
-func buildMessages(ctx context.Context, r io.Reader) error {
+func buildMessages(r io.Reader, seen func(string)) error {
 	dec := json.NewDecoder(r)
 	var tail []string
-	last := time.Time{}
 	for {
 		var m struct {
 			Stream      string `json:"stream"`
@@ -180,10 +184,7 @@ func buildMessages(ctx context.Context, r io.Reader) error {
 				if len(tail) > buildTail {
 					tail = tail[1:]
 				}
-				if time.Since(last) > 2*time.Second {
-					last = time.Now()
-					recordHeartbeat(ctx, line)
-				}
+				seen(line)
 			}
 		}
 		if msg := cmp.Or(m.ErrorDetail.Message, m.Error); msg != "" {
@@ -231,6 +232,8 @@ func (s *Swarm) DistributeImage(ctx context.Context, req DistributeImageRequest)
 		return ImageLoaded{}, swarmAPI(req.From, "%s is image %s now, not %s as built: run the step again", req.Image, short(id), short(req.ImageID))
 	}
 	begin := time.Now()
+	stop := heartbeats(ctx, defaultHeartbeat, func() any { return "loading " + req.Image })
+	defer stop()
 	rc, err := src.ImageSave(ctx, []string{req.Image})
 	if err != nil {
 		return ImageLoaded{}, apiFailure(ctx, req.From, "save image "+req.Image, err)

@@ -447,11 +447,14 @@ type StackCleanupRequest struct {
 	// Services are the services the files have (swarm names); with Prune, the
 	// stack's others are removed.
 	Services []string `json:"services"`
-	// Objects are the stack's secrets and configs in use now (their engine names):
-	// the stack's other versions of the same objects are removed once no service
-	// uses them; with Prune, also those of objects the files no longer have.
-	Objects []StackObject `json:"objects"`
-	Prune   bool          `json:"prune,omitempty"`
+	// Keep are the IDs of the secrets and configs to keep; Names the files'
+	// objects ("secret/STACK_key"). Another object of the stack made for one of
+	// Names (an old version, or one made by a step that was rolled back) is removed
+	// once no service uses it; with Prune, also objects of names the files no
+	// longer have.
+	Keep  []string `json:"keep"`
+	Names []string `json:"names"`
+	Prune bool     `json:"prune,omitempty"`
 }
 
 // StackCleanup is what was removed.
@@ -459,6 +462,25 @@ type StackCleanup struct {
 	Services []string `json:"services,omitempty"`
 	Secrets  []string `json:"secrets,omitempty"`
 	Configs  []string `json:"configs,omitempty"`
+	// Error is why the cleanup stopped (the workflow's note; the next run goes on).
+	Error string `json:"error,omitempty"`
+}
+
+// Text sums up the cleanup: "service a; secret b-1234" ("" when nothing).
+func (c StackCleanup) Text() string {
+	var parts []string
+	for _, l := range []struct {
+		what  string
+		names []string
+	}{{"service", c.Services}, {"secret", c.Secrets}, {"config", c.Configs}} {
+		for _, n := range l.names {
+			parts = append(parts, l.what+" "+n)
+		}
+	}
+	if c.Error != "" {
+		parts = append(parts, "(cleanup stopped: "+c.Error+")")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // CleanupStack removes, with Prune, the stack's services that the files no longer
@@ -497,8 +519,11 @@ func (s *Swarm) CleanupStack(ctx context.Context, req StackCleanupRequest) (Stac
 		return out, err
 	}
 	keep, names := map[string]bool{}, map[string]bool{}
-	for _, o := range req.Objects {
-		keep[o.ID], names[o.Kind+"/"+o.Name] = true, true
+	for _, id := range req.Keep {
+		keep[id] = true
+	}
+	for _, n := range req.Names {
+		names[n] = true
 	}
 	removable := func(kind, id, name string, labels map[string]string) bool {
 		base := labels[LabelObject]
@@ -518,10 +543,11 @@ func (s *Swarm) CleanupStack(ctx context.Context, req StackCleanupRequest) (Stac
 	}
 	for _, sec := range secrets {
 		if removable(ObjectSecret, sec.ID, sec.Spec.Name, sec.Spec.Labels) {
-			if err := removeObject(ctx, m, cli, ObjectSecret, sec.ID); err != nil {
+			if removed, err := removeObject(ctx, m, cli, ObjectSecret, sec.ID, true); err != nil {
 				return out, err
+			} else if removed {
+				out.Secrets = append(out.Secrets, sec.Spec.Name)
 			}
-			out.Secrets = append(out.Secrets, sec.Spec.Name)
 		}
 	}
 	actx, cancel = context.WithTimeout(ctx, apiTimeout)
@@ -532,10 +558,11 @@ func (s *Swarm) CleanupStack(ctx context.Context, req StackCleanupRequest) (Stac
 	}
 	for _, cfg := range configs {
 		if removable(ObjectConfig, cfg.ID, cfg.Spec.Name, cfg.Spec.Labels) {
-			if err := removeObject(ctx, m, cli, ObjectConfig, cfg.ID); err != nil {
+			if removed, err := removeObject(ctx, m, cli, ObjectConfig, cfg.ID, true); err != nil {
 				return out, err
+			} else if removed {
+				out.Configs = append(out.Configs, cfg.Spec.Name)
 			}
-			out.Configs = append(out.Configs, cfg.Spec.Name)
 		}
 	}
 	slices.Sort(out.Secrets)
@@ -565,9 +592,10 @@ func objectsInUse(ctx context.Context, m remote.Host, cli *client.Client) (map[s
 	return used, nil
 }
 
-// removeObject removes a secret or config; absent is fine. The engine refuses one
-// in use: that is left for the next run.
-func removeObject(ctx context.Context, m remote.Host, cli *client.Client, kind, id string) error {
+// removeObject removes a secret or config; false when it was not there, or, with
+// inUseOK, when the engine refuses because a service or task still uses it (the
+// next run removes it).
+func removeObject(ctx context.Context, m remote.Host, cli *client.Client, kind, id string, inUseOK bool) (bool, error) {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	var err error
@@ -576,11 +604,15 @@ func removeObject(ctx context.Context, m remote.Host, cli *client.Client, kind, 
 	} else {
 		err = cli.ConfigRemove(actx, id)
 	}
-	if err == nil || cerrdefs.IsNotFound(err) {
-		return nil
+	switch {
+	case err == nil:
+		return true, nil
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	case strings.Contains(err.Error(), "in use") && inUseOK:
+		return false, nil
+	case strings.Contains(err.Error(), "in use"):
+		return false, swarmAPI(m, "%s %s is still in use: %s", kind, short(id), engineMessage(err))
 	}
-	if strings.Contains(err.Error(), "in use") {
-		return swarmAPI(m, "%s %s is still in use: %s", kind, short(id), engineMessage(err))
-	}
-	return apiFailure(ctx, m, "remove "+kind+" "+short(id), err)
+	return false, apiFailure(ctx, m, "remove "+kind+" "+short(id), err)
 }

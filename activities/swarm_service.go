@@ -531,7 +531,16 @@ func managed(s swarm.ServiceSpec) managedFields {
 		}
 	}
 	if r := s.TaskTemplate.RestartPolicy; r != nil {
+		// as the engine returns it: a delay and a number of attempts always
 		f.Restart = *r
+		d, n := restartDelay, uint64(0)
+		if r.Delay != nil {
+			d = *r.Delay
+		}
+		if r.MaxAttempts != nil {
+			n = *r.MaxAttempts
+		}
+		f.Restart.Delay, f.Restart.MaxAttempts = &d, &n
 	}
 	for _, n := range s.TaskTemplate.Networks {
 		n.Aliases = nonNil(n.Aliases)
@@ -561,6 +570,12 @@ func nonEmpty(m map[string]string) map[string]string {
 func replicasOf(s swarm.ServiceSpec) uint64 {
 	if r := s.Mode.Replicated; r != nil && r.Replicas != nil {
 		return *r.Replicas
+	}
+	if j := s.Mode.ReplicatedJob; j != nil {
+		if j.TotalCompletions != nil {
+			return *j.TotalCompletions
+		}
+		return 1
 	}
 	return 0
 }

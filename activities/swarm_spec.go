@@ -1,11 +1,13 @@
 package activities
 
 import (
+	"cmp"
 	"encoding/json"
 	"maps"
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 )
@@ -22,7 +24,12 @@ var engineDefaults = map[string]any{
 	"TaskTemplate.ContainerSpec.Isolation": "default",
 	"TaskTemplate.Runtime":                 "container",
 	"EndpointSpec.Mode":                    "vip",
+	// swarmkit's restart delay when none is given (JSON numbers are float64)
+	"TaskTemplate.RestartPolicy.Delay": float64(restartDelay),
 }
+
+// restartDelay is the engine's restart delay when a restart policy gives none.
+const restartDelay = 5 * time.Second
 
 // specFieldNames are the names a difference is reported under, by JSON path
 // prefix (the longest first); other paths are reported as they are.
@@ -77,9 +84,22 @@ func specDifferences(cur, want swarm.ServiceSpec) []string {
 	return names
 }
 
-// withSpecDefaults fills in what the engine would: one replica, one completion.
-// A spec sent so compares equal to what the engine then holds.
+// withSpecDefaults fills in what the engine would: one replica, one completion,
+// and in update and rollback configs the failure action pause, a 5s monitor and
+// stop-first. A spec sent so compares equal to what the engine then holds.
 func withSpecDefaults(s swarm.ServiceSpec) swarm.ServiceSpec {
+	for _, u := range []**swarm.UpdateConfig{&s.UpdateConfig, &s.RollbackConfig} {
+		if *u == nil {
+			continue
+		}
+		c := **u
+		c.FailureAction = cmp.Or(c.FailureAction, swarm.UpdateFailureActionPause)
+		c.Order = cmp.Or(c.Order, swarm.UpdateOrderStopFirst)
+		if c.Monitor == 0 {
+			c.Monitor = 5 * time.Second
+		}
+		*u = &c
+	}
 	one := uint64(1)
 	if r := s.Mode.Replicated; r != nil && r.Replicas == nil {
 		c := *r

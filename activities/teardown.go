@@ -163,10 +163,11 @@ func (s *Swarm) removeStack(ctx context.Context, m remote.Host, cli *client.Clie
 		return apiFailure(ctx, m, "list the secrets of stack "+stack, err)
 	}
 	for _, sec := range secrets {
-		if err := removeObject(ctx, m, cli, ObjectSecret, sec.ID); err != nil {
+		if removed, err := removeObject(ctx, m, cli, ObjectSecret, sec.ID, false); err != nil {
 			return err
+		} else if removed {
+			out.Secrets = append(out.Secrets, sec.Spec.Name)
 		}
-		out.Secrets = append(out.Secrets, sec.Spec.Name)
 	}
 	actx, cancel = context.WithTimeout(ctx, apiTimeout)
 	configs, err := cli.ConfigList(actx, swarm.ConfigListOptions{Filters: f})
@@ -175,10 +176,11 @@ func (s *Swarm) removeStack(ctx context.Context, m remote.Host, cli *client.Clie
 		return apiFailure(ctx, m, "list the configs of stack "+stack, err)
 	}
 	for _, cfg := range configs {
-		if err := removeObject(ctx, m, cli, ObjectConfig, cfg.ID); err != nil {
+		if removed, err := removeObject(ctx, m, cli, ObjectConfig, cfg.ID, false); err != nil {
 			return err
+		} else if removed {
+			out.Configs = append(out.Configs, cfg.Spec.Name)
 		}
-		out.Configs = append(out.Configs, cfg.Spec.Name)
 	}
 	slices.Sort(out.Secrets)
 	slices.Sort(out.Configs)
@@ -186,31 +188,27 @@ func (s *Swarm) removeStack(ctx context.Context, m remote.Host, cli *client.Clie
 }
 
 // waitStackTasksGone waits until no task of the removed services, nor any task
-// labelled with the stack, is left.
+// of a service labelled with the stack (a retry finds the services gone), is left.
 func (s *Swarm) waitStackTasksGone(ctx context.Context, m remote.Host, cli *client.Client, stack string, ids []string, deadline time.Time) error {
-	return s.waitTasksGone(ctx, m, cli, ids, deadline, filters.Arg("label", compose.LabelNamespace+"="+stack))
+	return s.waitTasksGone(ctx, m, cli, ids, deadline, compose.LabelNamespace+"="+stack)
 }
 
-// waitTasksGone waits until the services' tasks (and the tasks the extra filters
-// select) are gone from the swarm, heartbeating.
-func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Client, ids []string, deadline time.Time, extra ...filters.KeyValuePair) error {
-	var queries []filters.Args
-	for _, id := range ids {
-		queries = append(queries, filters.NewArgs(filters.Arg("service", id)))
-	}
-	for _, kv := range extra {
-		queries = append(queries, filters.NewArgs(kv))
-	}
+// waitTasksGone waits until the services' tasks (and those whose service had the
+// label, KEY=VALUE) are gone from the swarm, heartbeating. The engine lists no
+// tasks by the ID of a service that is gone, so all tasks are listed and picked.
+func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Client, ids []string, deadline time.Time, label ...string) error {
 	for {
+		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		tasks, err := cli.TaskList(actx, swarm.TaskListOptions{})
+		cancel()
+		if err != nil {
+			return apiFailure(ctx, m, "list tasks", err)
+		}
 		left := 0
-		for _, q := range queries {
-			actx, cancel := context.WithTimeout(ctx, apiTimeout)
-			tasks, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: q})
-			cancel()
-			if err != nil {
-				return apiFailure(ctx, m, "list tasks", err)
+		for _, t := range tasks {
+			if slices.Contains(ids, t.ServiceID) || (len(label) > 0 && hasLabel(t.Spec.ContainerSpec, label[0])) {
+				left++
 			}
-			left += len(tasks)
 		}
 		if left == 0 {
 			return nil
@@ -223,6 +221,13 @@ func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Cl
 			return err
 		}
 	}
+}
+
+// hasLabel reports whether a task's container carries the label KEY=VALUE (a
+// stack's tasks carry its namespace label, as docker/cli writes it).
+func hasLabel(cs *swarm.ContainerSpec, kv string) bool {
+	k, v, _ := strings.Cut(kv, "=")
+	return cs != nil && cs.Labels[k] == v && v != ""
 }
 
 // removeNetwork removes a swarm network by name or ID, waiting while containers
