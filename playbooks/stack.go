@@ -97,7 +97,11 @@ func (f *file) checkStack(n *yaml.Node, p string, v *StackStep) {
 			f.r.add(&Error{File: filepath.Join(f.showDir, filepath.FromSlash(e.File)), Line: e.Line, Column: e.Column,
 				Field: e.Field, Msg: e.Msg})
 		}
-		f.errorAt(n, p, "the stack's Compose files have %d problems (listed at their files)", len(list))
+		what := "problems"
+		if len(list) == 1 {
+			what = "problem"
+		}
+		f.errorAt(n, p, "the stack's Compose files have %d %s (listed at their files)", len(list), what)
 	default:
 		f.errorAt(n, p, "%v", err)
 	}
