@@ -322,10 +322,10 @@ func TestDeployStackApplyRefused(t *testing.T) {
 func TestDeployStackInvalidInput(t *testing.T) {
 	ok := stackInput().Stack
 	for name, in := range map[string]DeployStackInput{
-		"no hosts":    {Stack: ok},
-		"bad name":    {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "Demo!", Compose: ok.Compose, Dir: ok.Dir}},
-		"no compose":  {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Dir: ok.Dir}},
-		"outside dir": {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Compose: []string{"../x.yaml"}, Dir: ok.Dir}},
+		"no hosts":     {Stack: ok},
+		"bad name":     {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "Demo!", Compose: ok.Compose, Dir: ok.Dir}},
+		"no compose":   {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Dir: ok.Dir}},
+		"outside dir":  {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Compose: []string{"../x.yaml"}, Dir: ok.Dir}},
 		"relative dir": {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Compose: ok.Compose, Dir: "pb"}},
 		"bad auth": {Hosts: []remote.Host{{Name: "m"}}, Stack: playbooks.StackStep{Stack: "demo", Compose: ok.Compose, Dir: ok.Dir,
 			RegistryAuth: &playbooks.RegistryAuth{Server: "r.example", Username: "u"}}},
