@@ -239,21 +239,10 @@ func (s *Swarm) DistributeImage(ctx context.Context, req DistributeImageRequest)
 		return ImageLoaded{}, apiFailure(ctx, req.From, "save image "+req.Image, err)
 	}
 	defer rc.Close()
-	pr := &progressReader{r: rc, ctx: ctx}
-	resp, err := dst.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
+	sent, err := loadInto(ctx, to, dst, rc, req.Image, req.ImageID)
 	if err != nil {
-		return ImageLoaded{}, apiFailure(ctx, to, "load image "+req.Image, err)
-	}
-	defer resp.Body.Close()
-	if err := loadMessages(resp.Body); err != nil {
-		return ImageLoaded{}, swarmAPI(to, "could not load image %s: %v", req.Image, err)
-	}
-	if have, err = imageID(ctx, to, dst, req.Image); err != nil {
 		return ImageLoaded{}, err
 	}
-	if have != req.ImageID {
-		return ImageLoaded{}, swarmAPI(to, "loaded %s, but it names image %s, not %s", req.Image, short(have), short(req.ImageID))
-	}
-	return ImageLoaded{Host: to.Name, ImageID: have, Changed: true, Message: fmt.Sprintf("loaded %s from %s (%d MB in %s)",
-		req.Image, req.From.Name, pr.n>>20, time.Since(begin).Round(100*time.Millisecond))}, nil
+	return ImageLoaded{Host: to.Name, ImageID: req.ImageID, Changed: true, Message: fmt.Sprintf("loaded %s from %s (%d MB in %s)",
+		req.Image, req.From.Name, sent>>20, time.Since(begin).Round(100*time.Millisecond))}, nil
 }

@@ -143,16 +143,22 @@ func (f *follower) approvalNotice(p *workflows.Progress) string {
 		if s.Kind != playbooks.KindRollingNodeUpgrade || s.Status != workflows.StepRunning {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
-		v, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
-		cancel()
 		var up workflows.RollingUpgradeProgress
-		if err != nil || v.Get(&up) != nil || up.Waiting == 0 {
+		if !f.stepProgress(i, s, &up) || up.Waiting == 0 {
 			continue
 		}
 		return fmt.Sprintf("step %d waits for approval of batch %d of %d: starter approve %s\n", i+1, up.Waiting, up.Batches, strings.TrimPrefix(f.id, "playbook/"))
 	}
 	return ""
+}
+
+// stepProgress reads the progress query of step i's procedure into v; false when
+// it does not answer.
+func (f *follower) stepProgress(i int, s workflows.StepState, v any) bool {
+	qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
+	defer cancel()
+	res, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
+	return err == nil && res.Get(v) == nil
 }
 
 // stackNotice shows the services of a running deployStack step, one line each:
@@ -163,11 +169,8 @@ func (f *follower) stackNotice(p *workflows.Progress) string {
 		if s.Kind != playbooks.KindDeployStack || s.Status != workflows.StepRunning {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
-		v, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
-		cancel()
 		var st workflows.DeployStackProgress
-		if err != nil || v.Get(&st) != nil {
+		if !f.stepProgress(i, s, &st) {
 			continue
 		}
 		fmt.Fprintf(&b, "step %d stack %s: %s\n", i+1, st.Stack, st.Phase)

@@ -259,6 +259,40 @@ func TestStackLab(t *testing.T) {
 		}
 	})
 
+	t.Run("jobs and restart none", func(t *testing.T) {
+		once := func(name, extra string) string {
+			return fmt.Sprintf(`    - name: %s
+      kind: deployService
+      hosts: [master]
+      timeout: 2m
+      service: %s
+      image: clusterflow/web:1
+      command: [/usr/bin/perl, -e, "exit 0"]
+%s`, name, name, extra)
+		}
+		pb := c.labPlaybook("jobs", inv, once("gjob", "      mode: global-job\n")+once("rjob", "      mode: replicated-job\n      replicas: 2\n")+
+			once("once", "      replicas: 2\n      restartPolicy: {condition: none}\n"))
+		took, res := c.runJSON(t, pb)
+		timings["a global job, a replicated job, a restart-none service"] = took
+		for _, s := range res.Steps {
+			h := s.Hosts[0]
+			t.Logf("%s: %s %s", s.Name, h.State, h.Message)
+			if h.State != workflows.HostChanged || !strings.Contains(h.Message, "completed") {
+				t.Errorf("%s: %s (%s)", s.Name, h.State, h.Message)
+			}
+		}
+		c.runUnchanged(t, pb)
+		rm := c.labPlaybook("jobs-down", inv, `    - {name: gjob, kind: removeService, hosts: [master], service: gjob}
+    - {name: rjob, kind: removeService, hosts: [master], service: rjob}
+    - {name: once, kind: removeService, hosts: [master], service: once}
+`)
+		c.runJSON(t, rm)
+		c.runUnchanged(t, rm)
+		if left := nodeSh(t, "master", "docker service ls -q --filter name=gjob --filter name=rjob --filter name=once"); left != "" {
+			t.Errorf("services left: %q", left)
+		}
+	})
+
 	t.Run("removeStack", func(t *testing.T) {
 		pb := c.labPlaybook("stack-down", inv, `    - name: demo
       kind: removeStack
