@@ -194,7 +194,7 @@ func (s *Swarm) waitStackTasksGone(ctx context.Context, m remote.Host, cli *clie
 }
 
 // waitTasksGone waits until the services' tasks (and those whose service had the
-// label, KEY=VALUE) are gone from the swarm, heartbeating. The engine lists no
+// label, KEY=VALUE) have ended (taskEnded), heartbeating. The engine lists no
 // tasks by the ID of a service that is gone, so all tasks are listed and picked.
 func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Client, ids []string, deadline time.Time, label ...string) error {
 	for {
@@ -206,7 +206,7 @@ func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Cl
 		}
 		left := 0
 		for _, t := range tasks {
-			if slices.Contains(ids, t.ServiceID) || (len(label) > 0 && hasLabel(t.Spec.ContainerSpec, label[0])) {
+			if (slices.Contains(ids, t.ServiceID) || (len(label) > 0 && hasLabel(t.Spec.ContainerSpec, label[0]))) && !taskEnded(t) {
 				left++
 			}
 		}
@@ -221,6 +221,18 @@ func (s *Swarm) waitTasksGone(ctx context.Context, m remote.Host, cli *client.Cl
 			return err
 		}
 	}
+}
+
+// taskEnded reports whether a task's container is gone or never started: its
+// state is past running. The engine keeps ended tasks of a removed job (state
+// complete) in its store for a long while: those count as gone.
+func taskEnded(t swarm.Task) bool {
+	switch t.Status.State {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed, swarm.TaskStateRejected,
+		swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		return true
+	}
+	return false
 }
 
 // hasLabel reports whether a task's container carries the label KEY=VALUE (a
