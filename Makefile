@@ -6,7 +6,7 @@ TOOLS   := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: build check lint lint-scripts test test-unit test-integration test-lab test-faults test-fuzz test-browser demo bench tools clean
+.PHONY: build check lint lint-scripts test test-unit test-integration test-lab test-faults test-fuzz test-browser demo demo-stop bench tools clean
 
 build:
 	$(GO) build -o bin/worker ./worker
@@ -65,9 +65,11 @@ test-browser:
 	mkdir -p .cache/screenshots
 	CLUSTERFLOW_SCREENSHOT_DIR=$(CURDIR)/.cache/screenshots $(GO) test -tags browser -count=1 -timeout 10m -run WebUI ./internal/e2e/
 
-# -p 1: the lab has fixed names and addresses, so one package at a time. `lab consul`
-# first: the consul binary the Consul tests send to the nodes, from the cache
-# directory (/var/cache/clusterflow), or built when missing (~20 min cold on 2 cores).
+# Each test package brings up labs of its own (cf-labtest-XXXX, cf-e2e-XXXXXX), beside
+# any other lab, and removes them; -p 1 runs one package at a time (they are heavy,
+# not exclusive). `lab consul` first: the consul binary the Consul tests send to the
+# nodes, from the cache directory (/var/cache/clusterflow), or built when missing
+# (~20 min cold on 2 cores).
 # `lab repo`: the lab apt repository's packages (docker.io and its dependencies), the
 # nodes' only package source, downloaded once per node image into the same cache; the
 # tests never download them (CLUSTERFLOW_LAB_NO_FETCH=1) and reach no outside mirror.
@@ -98,22 +100,38 @@ test-fuzz:
 	  echo "== $${t#*:}"; $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -parallel 1 $${t%%:*} || exit 1; done
 
 # The whole suite on a fresh machine: installs prerequisites, runs everything,
-# and stops what it started.
+# and stops what it started: a Docker engine only when this invocation started it
+# (owner make-test-PID), so the engine of a `make demo` stays up, and so does its lab
+# (the tests use labs of their own).
 test:
-	@bash lab/prereqs.sh
-	@trap 'bash lab/prereqs.sh --stop' EXIT; \
+	@owner=make-test-$$$$; \
+	  bash lab/prereqs.sh --owner $$owner || exit 1; \
+	  trap "bash lab/prereqs.sh --stop --owner $$owner" EXIT; \
 	  $(MAKE) --no-print-directory check test-integration test-browser test-lab
 
 # Runs the cluster playbook (SSH keys in a mesh, Docker, a 3-server Consul cluster,
-# a swarm with an overlay network and a replicated service) on a 3-node lab with the
-# embedded Temporal server and its Web UI. The nodes install Docker from the lab
-# apt repository (`lab repo`), not from Debian's mirror.
+# a swarm with an overlay network and a replicated service) on the default 3-node lab
+# (clusterflow-lab). The nodes install Docker from the lab apt repository (`lab
+# repo`), not from Debian's mirror. The embedded Temporal server and its Web UI run in
+# the demo worker, a background `bin/worker` (pid and log in .clusterflow/worker.*),
+# which stays up with the lab so that the printed Web UI link keeps working; a second
+# `make demo` reuses both and every step reports unchanged. `make demo-stop` stops
+# what the demo started (lab/demo.sh).
+DEMO_LAB := clusterflow-lab
 demo:
-	@bash lab/prereqs.sh
+	@bash lab/prereqs.sh --owner demo
 	$(GO) run ./lab repo >/dev/null
-	$(GO) run ./lab consul >/dev/null
-	$(GO) run ./lab up
-	$(GO) run ./starter run playbooks/cluster.yaml
+	$(GO) run ./lab --name $(DEMO_LAB) consul >/dev/null
+	$(GO) run ./lab --name $(DEMO_LAB) up
+	$(MAKE) --no-print-directory build
+	@bash lab/demo.sh worker
+	bin/starter run playbooks/cluster.yaml
+	@bash lab/demo.sh summary
+
+# Stops the demo worker, takes the demo's lab down, and stops the Docker engine if
+# `make demo` started it. The history (.clusterflow/temporal.db) stays.
+demo-stop:
+	@bash lab/demo.sh stop
 
 # clusterflow against Ansible and raw parallel ssh (docs/BENCHMARKS.md): fan-out on
 # 10-500 loopback sshd hosts, per-step overhead, bootstrap and file transfer on the lab,

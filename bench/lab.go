@@ -3,35 +3,42 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
-// labLock is the machine's one lab lock: every lab up/down and lab test takes it.
-const labLock = "/tmp/clusterflow-lab.lock"
-
 // transferSize is the file sent in the transfer benchmark.
 const transferSize = 200 << 20
 
-// labRun holds the lab state of this benchmark.
+// labRun holds the lab of this benchmark: a lab of its own, named cf-bench-XXXXXX
+// (new each run), so that it never touches a lab it did not create, the user's
+// default lab included, and runs beside them.
 type labRun struct {
 	e     *env
+	name  string // the lab's name (CLUSTERFLOW_LAB of the lab tool)
 	state string // CLUSTERFLOW_STATE_DIR of the lab tool
 	dir   string
 }
 
+// newName gives the benchmark's lab a new name.
+func (l *labRun) newName() { l.name = fmt.Sprintf("cf-bench-%06x", mrand.Uint32()&0xffffff) }
+
+// errSubnetInUse is `lab up` refusing the lab's name: its subnet is another lab's.
+var errSubnetInUse = errors.New("the lab's subnet is in use")
+
 func (l *labRun) lab(args ...string) error {
 	cmd := exec.Command(filepath.Join(l.e.bin, "lab"), args...)
-	cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+l.state)
+	cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+l.state, "CLUSTERFLOW_LAB="+l.name)
 	logf, err := os.OpenFile(filepath.Join(l.dir, "lab.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -39,20 +46,37 @@ func (l *labRun) lab(args ...string) error {
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("lab %s: %w (log: %s)", strings.Join(args, " "), err, logf.Name())
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 3 {
+			err = errSubnetInUse
+		}
+		return fmt.Errorf("lab --name %s %s: %w (log: %s)", l.name, strings.Join(args, " "), err, logf.Name())
 	}
 	return nil
 }
 
-// fresh replaces the lab with 3 new nodes (no Docker on them).
+// up brings up the benchmark's lab of 3 nodes (no Docker on them), or keeps it as it
+// is; under another name when another lab holds the subnet of this one.
+func (l *labRun) up() error {
+	for try := 1; ; try++ {
+		err := l.lab("up", "--nodes", "3")
+		if !errors.Is(err, errSubnetInUse) || try == 5 {
+			return err
+		}
+		fmt.Fprintf(l.e.log, "  %v: trying another name\n", err)
+		l.newName()
+	}
+}
+
+// fresh replaces the benchmark's lab with 3 new nodes.
 func (l *labRun) fresh() error {
 	if err := l.lab("down"); err != nil {
 		return err
 	}
-	return l.lab("up", "--nodes", "3")
+	return l.up()
 }
 
-func (l *labRun) inventory() string { return filepath.Join(l.state, "lab", "inventory.yaml") }
+func (l *labRun) inventory() string { return filepath.Join(l.state, "labs", l.name, "inventory.yaml") }
 
 // playbook writes a clusterflow playbook on the lab inventory.
 func (l *labRun) playbook(name, steps string) (string, error) {
@@ -75,46 +99,24 @@ func (l *labRun) hosts() ([]playbooks.Host, error) {
 	return plan.Hosts, nil
 }
 
-// nodeSh runs a shell line in a node through the engine (setup and checks only).
-func nodeSh(node, script string) (string, error) {
-	out, err := exec.Command("docker", "exec", "clusterflow-lab-"+node, "sh", "-c", script).CombinedOutput()
+// nodeSh runs a shell line in a node of the benchmark's lab through the engine (setup
+// and checks only).
+func (l *labRun) nodeSh(node, script string) (string, error) {
+	out, err := exec.Command("docker", "exec", l.name+"-"+node, "sh", "-c", script).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("docker exec %s: %w: %s", node, err, out)
 	}
 	return string(out), nil
 }
 
-// lockLab takes the machine's lab lock, waiting for other users of the lab.
-func lockLab(log io.Writer) (unlock func(), err error) {
-	f, err := os.OpenFile(labLock, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, err
-	}
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		fmt.Fprintf(log, "waiting for the lab lock %s (another lab user) ...\n", labLock)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
-// benchLab runs the benchmarks on the Docker lab under the lab lock, and takes the
-// lab down afterwards.
+// benchLab runs the benchmarks on a Docker lab of its own, and takes it down
+// afterwards.
 func benchLab(ctx context.Context, e *env, a *ansible, bootstrap, transfer bool, rounds int, t *table) error {
 	l := &labRun{e: e, state: filepath.Join(e.dir, "labstate"), dir: filepath.Join(e.dir, "lab")}
+	l.newName()
 	if err := mkdir(l.dir); err != nil {
 		return err
 	}
-	unlock, err := lockLab(e.log)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	defer func() {
 		if err := l.lab("down"); err != nil {
 			fmt.Fprintln(e.log, "warning:", err)
@@ -198,8 +200,8 @@ func labAnsibleInventory(path string, hosts []playbooks.Host) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-func installedPackages(node string) ([]string, error) {
-	out, err := nodeSh(node, "dpkg-query -W -f '${Package} ${Status}\\n' | awk '$NF == \"installed\" {print $1}'")
+func (l *labRun) installedPackages(node string) ([]string, error) {
+	out, err := l.nodeSh(node, "dpkg-query -W -f '${Package} ${Status}\\n' | awk '$NF == \"installed\" {print $1}'")
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +230,7 @@ func benchBootstrap(ctx context.Context, l *labRun, a *ansible, rounds int, t *t
 			return err
 		}
 		cf = append(cf, d)
-		if cfPkgs, err = installedPackages("master"); err != nil {
+		if cfPkgs, err = l.installedPackages("master"); err != nil {
 			return err
 		}
 		if err := l.fresh(); err != nil {
@@ -246,10 +248,10 @@ func benchBootstrap(ctx context.Context, l *labRun, a *ansible, rounds int, t *t
 		}
 		a.stopMasters()
 		ans = append(ans, d)
-		if ansPkgs, err = installedPackages("master"); err != nil {
+		if ansPkgs, err = l.installedPackages("master"); err != nil {
 			return err
 		}
-		if out, err := nodeSh("slave01", "docker info --format '{{.Swarm.LocalNodeState}}'"); err != nil || strings.TrimSpace(out) != "active" {
+		if out, err := l.nodeSh("slave01", "docker info --format '{{.Swarm.LocalNodeState}}'"); err != nil || strings.TrimSpace(out) != "active" {
 			return fmt.Errorf("ansible's swarm: slave01 is %q (%v)", strings.TrimSpace(out), err)
 		}
 		fmt.Fprintf(l.e.log, "  bootstrap round %d/%d: clusterflow %s | ansible %s\n", r+1, rounds, ms(cf[r]), ms(ans[r]))
@@ -273,7 +275,7 @@ func benchBootstrap(ctx context.Context, l *labRun, a *ansible, rounds int, t *t
 }
 
 func benchTransfer(ctx context.Context, l *labRun, rounds int, t *table) error {
-	if err := l.lab("up", "--nodes", "3"); err != nil {
+	if err := l.up(); err != nil {
 		return err
 	}
 	hosts, err := l.hosts()
@@ -291,7 +293,7 @@ func benchTransfer(ctx context.Context, l *labRun, rounds int, t *table) error {
 	}
 	scpArgs := append(sshOpts(h.IdentityFile, h.KnownHostsFile), src, fmt.Sprintf("%s@%s:/root/bench-scp.bin", h.User, h.Address))
 	clean := func() error {
-		_, err := nodeSh(h.Name, "rm -f /root/bench-upload.bin /root/bench-scp.bin; sync")
+		_, err := l.nodeSh(h.Name, "rm -f /root/bench-upload.bin /root/bench-scp.bin; sync")
 		return err
 	}
 	// One unmeasured upload: the worker's pool holds its connection after it.

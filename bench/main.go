@@ -10,8 +10,9 @@
 // Run it from the repository root as root: `make bench` or `go run ./bench`. It
 // installs what it compares against (Ansible, OpenSSH) with apt-get when missing,
 // starts its own embedded Temporal server, workers and sshd processes, and stops them
-// when it ends. The lab parts take the lab lock (/tmp/clusterflow-lab.lock) and bring
-// the lab down afterwards. Traffic goes only to loopback and to the lab's containers.
+// when it ends. The lab parts bring up a lab of their own (cf-bench-XXXXXX, beside any
+// other lab, the user's included) and take it down afterwards. Traffic goes only to
+// loopback and to that lab's containers.
 package main
 
 import (

@@ -36,9 +36,9 @@ func connectDocker(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-// labFilter selects the objects of the lab by their label.
-func labFilter() filters.Args {
-	return filters.NewArgs(filters.Arg("label", labelLab))
+// labFilter selects the objects of the named lab by their label.
+func labFilter(name string) filters.Args {
+	return filters.NewArgs(filters.Arg("label", labelLab+"="+name))
 }
 
 // execResult is what a command run in a container left behind.

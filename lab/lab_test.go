@@ -4,13 +4,14 @@ package main
 
 // Tests against a real lab: `go test -tags lab ./lab/...` (make test-lab).
 //
-// TestMain brings up a 3-node lab from the prebaked image (docker.io installed, engine
-// not started) with its state in a temporary directory, runs the tests, then runs
-// `lab down` twice and checks that no container, volume or network with the lab label
-// is left. It refuses to touch a lab that is already up, unless
-// CLUSTERFLOW_LAB_REUSE=1: then it uses that lab (running `lab up --prebaked`, which
-// keeps running nodes as they are) with the state in $CLUSTERFLOW_STATE_DIR or the
-// repository's .clusterflow, and leaves it up.
+// TestMain brings up a 3-node lab of its own, named cf-labtest-XXXX (a new name each
+// run, so it never meets a lab it did not make), from the prebaked image (docker.io
+// installed, engine not started) with its state in a temporary directory, runs the
+// tests, then runs `lab down` twice and checks that nothing with its label is left.
+// Other labs, the user's included, are not touched. With CLUSTERFLOW_LAB_REUSE=1 it
+// tests the lab named by $CLUSTERFLOW_LAB (default clusterflow-lab) instead (running
+// `lab up --prebaked`, which keeps running nodes as they are) with the state in
+// $CLUSTERFLOW_STATE_DIR or the repository's .clusterflow, and leaves it up.
 //
 // Traffic goes only to the containers and networks the run made (NETWORK RULE), and to
 // Debian's mirror when an image has to be built. The nodes' apt knows only the lab
@@ -22,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,38 +67,58 @@ func testMain(m *testing.M) int {
 		defer os.RemoveAll(dir)
 		os.Setenv("CLUSTERFLOW_STATE_DIR", dir)
 	}
-	p, err := statePaths()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	cli, err := connectDocker(ctx)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lab tests need a Docker engine: %v\n", err)
 		return 1
 	}
 	defer cli.Close()
-	testLab = &lab{cli: cli, paths: p, out: os.Stdout}
-
-	if !reuseLab {
-		if left := leftovers(ctx, cli); left != "" {
-			fmt.Fprintf(os.Stderr, "a lab is already here (%s): run `go run ./lab down`, or set CLUSTERFLOW_LAB_REUSE=1 to test it\n", left)
-			return 1
-		}
-	}
 	// The lab repository's package cache comes from `go run ./lab repo` (make test-lab
 	// runs it): a test run downloads nothing.
 	os.Setenv(envNoFetch, "1")
 	start := time.Now()
-	if err := run(ctx, []string{"up", "--prebaked"}, os.Stdout, os.Stderr); err != nil {
+	for try := 1; ; try++ {
+		name := os.Getenv(envLabName)
+		if !reuseLab {
+			// A name of its own; every run() below acts on it through the environment.
+			name = fmt.Sprintf("cf-labtest-%04x", rand.Uint32()&0xffff)
+			os.Setenv(envLabName, name)
+		} else if name == "" {
+			name = defaultLabName
+		}
+		spec, err := newLabSpec(name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		p, err := spec.statePaths()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		testLab = &lab{cli: cli, spec: spec, paths: p, out: os.Stdout}
+		if !reuseLab {
+			if left := leftovers(ctx, cli, name); left != "" {
+				fmt.Fprintf(os.Stderr, "lab %s is already here (%s), yet this run just chose its name: another test run?\n", name, left)
+				return 1
+			}
+		}
+		err = run(ctx, []string{"up", "--prebaked"}, os.Stdout, os.Stderr)
+		if err == nil {
+			break
+		}
 		fmt.Fprintf(os.Stderr, "lab up: %v\n", err)
 		if !reuseLab {
 			_ = run(ctx, []string{"down"}, os.Stdout, os.Stderr)
 		}
-		return 1
+		// Another lab holds the subnet this name gives: try another name.
+		if reuseLab || !errors.As(err, new(subnetInUseError)) || try == 5 {
+			return 1
+		}
 	}
-	fmt.Printf("lab up (prebaked, 3 nodes) took %s\n", time.Since(start).Round(100*time.Millisecond))
-	testNodes, _ = labNodes(defaultNodes)
+	fmt.Printf("lab %s up (prebaked, 3 nodes) took %s\n", testLab.spec.Name, time.Since(start).Round(100*time.Millisecond))
+	testNodes, _ = testLab.spec.nodes(defaultNodes)
+	p := testLab.paths
 	data, err := os.ReadFile(p.Key)
 	if err == nil {
 		testSigner, err = ssh.ParsePrivateKey(data)
@@ -117,32 +139,33 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
-	if left := leftovers(ctx, cli); left != "" {
+	if left := leftovers(ctx, cli, testLab.spec.Name); left != "" {
 		fmt.Fprintf(os.Stderr, "FAIL: lab down left %s\n", left)
 		return 1
 	}
-	fmt.Println("lab down: no container, volume or network with the lab label is left")
+	fmt.Printf("lab down: no container, volume or network of lab %s is left\n", testLab.spec.Name)
 	return code
 }
 
-// leftovers describes the lab-labelled objects the engine still has, "" when none.
-func leftovers(ctx context.Context, cli *client.Client) string {
+// leftovers describes the objects of the named lab that the engine still has, ""
+// when none.
+func leftovers(ctx context.Context, cli *client.Client, name string) string {
 	var left []string
-	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labFilter()})
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labFilter(name)})
 	if err != nil {
 		return err.Error()
 	}
 	for _, c := range cs {
 		left = append(left, "container "+strings.Join(c.Names, ","))
 	}
-	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: labFilter()})
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: labFilter(name)})
 	if err != nil {
 		return err.Error()
 	}
 	for _, v := range vs.Volumes {
 		left = append(left, "volume "+v.Name)
 	}
-	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: labFilter()})
+	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: labFilter(name)})
 	if err != nil {
 		return err.Error()
 	}
@@ -495,7 +518,7 @@ func TestNodesUseOnlyTheLabRepository(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.TrimSpace(srcs); got != "URIs: "+repoURL() {
+		if got := strings.TrimSpace(srcs); got != "URIs: "+testLab.spec.repoURL() {
 			t.Errorf("%s: apt sources are not just the lab repository: %q", n.Name, got)
 		}
 		out, err := execOK(ctx, testLab.cli, n.Container(), "sh", "-c", "apt-get update -o Acquire::Retries=0 2>&1")
@@ -503,7 +526,7 @@ func TestNodesUseOnlyTheLabRepository(t *testing.T) {
 			t.Fatalf("%s: apt-get update: %v\n%s", n.Name, err, out)
 		}
 		// apt names the repository by its URL without the trailing slash.
-		url := strings.TrimSuffix(repoURL(), "/") + " ./ "
+		url := strings.TrimSuffix(testLab.spec.repoURL(), "/") + " ./ "
 		fetched := 0
 		for _, l := range strings.Split(out, "\n") {
 			l = strings.TrimSpace(l)
@@ -536,7 +559,7 @@ func TestNodesResolveOnlyLabNames(t *testing.T) {
 	ctx := context.Background()
 	n := testNodes[0]
 	out, err := execOK(ctx, testLab.cli, n.Container(), "getent", "hosts", "slave01")
-	if err != nil || !strings.Contains(out, nodeAt(1).Address.String()) {
+	if err != nil || !strings.Contains(out, testLab.spec.nodeAt(1).Address.String()) {
 		t.Errorf("%s: getent hosts slave01: %q, %v", n.Name, out, err)
 	}
 	start := time.Now()

@@ -11,10 +11,14 @@
 //	go run ./lab images [--prebaked]           build the images only
 //	go run ./lab repo                          the lab apt repository's package cache (made once)
 //	go run ./lab consul                        the consul binary's path (built once, cached)
-//	go run ./lab down                          remove every container, volume and network
+//	go run ./lab down                          remove the lab's containers, volumes and network
+//	go run ./lab list                          every lab on this engine
 //
-// State (lab key, known_hosts, inventory.yaml) lives in .clusterflow/lab/ under the
-// current directory, or in $CLUSTERFLOW_STATE_DIR/lab/. See lab/README.md.
+// Every command takes --name NAME (or $CLUSTERFLOW_LAB) to act on another lab than
+// the default clusterflow-lab; labs with different names live side by side. State (lab
+// key, known_hosts, inventory.yaml) lives in .clusterflow/lab/ under the current
+// directory (.clusterflow/labs/NAME/ for another lab), or under $CLUSTERFLOW_STATE_DIR
+// instead of .clusterflow. See lab/README.md.
 package main
 
 import (
@@ -36,6 +40,9 @@ func main() {
 			os.Exit(exit.code)
 		}
 		fmt.Fprintf(os.Stderr, "lab: %v\n", err)
+		if errors.As(err, new(subnetInUseError)) {
+			os.Exit(exitSubnetInUse)
+		}
 		os.Exit(1)
 	}
 }

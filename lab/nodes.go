@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -15,7 +16,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
@@ -31,9 +31,10 @@ type upOptions struct {
 	Verbose  bool // show image build output
 }
 
-// lab is a connection to the local engine plus the state paths.
+// lab is a connection to the local engine, the lab it acts on and its state paths.
 type lab struct {
 	cli   *client.Client
+	spec  labSpec
 	paths paths
 	out   io.Writer
 }
@@ -49,19 +50,21 @@ type running struct {
 
 // listNodes returns the lab's node containers, in node order, running or not.
 func (l *lab) listNodes(ctx context.Context) ([]running, error) {
-	list, err := l.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelNode))})
+	f := labFilter(l.spec.Name)
+	f.Add("label", labelNode)
+	list, err := l.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, fmt.Errorf("list lab containers: %w", err)
+		return nil, fmt.Errorf("list the containers of lab %s: %w", l.spec.Name, err)
 	}
 	var nodes []running
 	for _, c := range list {
-		n, ok := nodeByName(c.Labels[labelNode])
-		if !ok {
+		n, ok := l.spec.nodeByName(c.Labels[labelNode])
+		if !ok || c.Labels[labelLab] != l.spec.Name {
 			continue
 		}
 		r := running{node: n, id: c.ID, state: c.State, image: c.ImageID}
 		if c.NetworkSettings != nil {
-			if ep := c.NetworkSettings.Networks[labName]; ep != nil {
+			if ep := c.NetworkSettings.Networks[l.spec.Network()]; ep != nil {
 				r.address = ep.IPAddress
 			}
 		}
@@ -71,41 +74,111 @@ func (l *lab) listNodes(ctx context.Context) ([]running, error) {
 	return nodes, nil
 }
 
-// labels are the labels of every lab object; node adds the node name.
-func labels(n *node) map[string]string {
-	m := map[string]string{labelLab: labName}
+// labels are the labels of every object of the lab; node adds the node name.
+func (s labSpec) labels(n *node) map[string]string {
+	m := map[string]string{labelLab: s.Name}
 	if n != nil {
 		m[labelNode] = n.Name
 	}
 	return m
 }
 
-// ensureNetwork creates the lab network unless it exists with the lab's subnet.
+// ensureNetwork creates the lab network unless it exists with the lab's subnet. A new
+// network's subnet must overlap no other network of the engine and no address of
+// this machine: two labs never share addresses (subnetInUseError).
 func (l *lab) ensureNetwork(ctx context.Context) error {
-	nw, err := l.cli.NetworkInspect(ctx, labName, network.InspectOptions{})
-	if err == nil {
+	name, subnet := l.spec.Network(), l.spec.Subnet.String()
+	nw, err := l.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if err == nil && nw.Name == name { // the engine also matches ID prefixes
+		if nw.Labels[labelLab] != l.spec.Name {
+			return fmt.Errorf("network %s exists but is not lab %s's (no label %s=%s): remove it, or choose another --name", name, l.spec.Name, labelLab, l.spec.Name)
+		}
 		for _, c := range nw.IPAM.Config {
-			if c.Subnet == labSubnet {
+			if c.Subnet == subnet {
 				return nil
 			}
 		}
-		return fmt.Errorf("network %s exists without subnet %s (made by something else?): remove it or run `lab down`", labName, labSubnet)
+		return fmt.Errorf("network %s exists without subnet %s (made by an older lab?): run `%s`, then `%s`", name, subnet, l.spec.command("down"), l.spec.command("up"))
 	}
-	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect network %s: %w", labName, err)
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect network %s: %w", name, err)
 	}
-	_, err = l.cli.NetworkCreate(ctx, labName, network.CreateOptions{
+	if err := l.checkSubnetFree(ctx); err != nil {
+		return err
+	}
+	lbl := l.spec.labels(nil)
+	lbl[labelState] = l.paths.Dir
+	_, err = l.cli.NetworkCreate(ctx, name, network.CreateOptions{
 		Driver: "bridge",
 		IPAM: &network.IPAM{Config: []network.IPAMConfig{{
-			Subnet: labSubnet, IPRange: labIPRange, Gateway: labGateway,
+			Subnet: subnet, IPRange: l.spec.IPRange().String(), Gateway: l.spec.Gateway().String(),
 		}}},
-		Options: map[string]string{"com.docker.network.bridge.name": "cf-lab0"},
-		Labels:  labels(nil),
+		Options: map[string]string{"com.docker.network.bridge.name": l.spec.Bridge},
+		Labels:  lbl,
 	})
 	if err != nil {
-		return fmt.Errorf("create network %s (%s): %w", labName, labSubnet, err)
+		if strings.Contains(err.Error(), "overlaps") { // a network made meanwhile
+			return subnetInUseError{spec: l.spec, other: err.Error()}
+		}
+		return fmt.Errorf("create network %s (%s): %w", name, subnet, err)
 	}
-	fmt.Fprintf(l.out, "network %s: created (%s, bridge cf-lab0)\n", labName, labSubnet)
+	fmt.Fprintf(l.out, "network %s: created (%s, bridge %s)\n", name, subnet, l.spec.Bridge)
+	return nil
+}
+
+// subnetInUseError is a lab whose subnet overlaps another network. `lab` exits
+// with exitSubnetInUse for it.
+type subnetInUseError struct {
+	spec  labSpec
+	other string // what it overlaps
+}
+
+func (e subnetInUseError) Error() string {
+	return fmt.Sprintf("lab %s: its subnet %s (derived from the name) overlaps %s; nothing was created: choose another --name",
+		e.spec.Name, e.spec.Subnet, e.other)
+}
+
+// checkSubnetFree fails with subnetInUseError when the lab's subnet overlaps a
+// subnet of another network of the engine, or an address of this machine's
+// interfaces (a LAN or VPN that the lab would hide).
+func (l *lab) checkSubnetFree(ctx context.Context) error {
+	nets, err := l.cli.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list networks: %w", err)
+	}
+	for _, nw := range nets {
+		for _, c := range nw.IPAM.Config {
+			p, err := netip.ParsePrefix(c.Subnet)
+			if err == nil && p.Overlaps(l.spec.Subnet) {
+				what := "network " + nw.Name + " (" + c.Subnet + ")"
+				if other := nw.Labels[labelLab]; other != "" {
+					what = "lab " + other + "'s network (" + c.Subnet + ")"
+				}
+				return subnetInUseError{spec: l.spec, other: what}
+			}
+		}
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil // no view of the interfaces: the engine's check above stands
+	}
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			ones, _ := ipn.Mask.Size()
+			if !ok || !ip.Unmap().Is4() {
+				continue
+			}
+			if p := netip.PrefixFrom(ip.Unmap(), ones).Masked(); p.Overlaps(l.spec.Subnet) {
+				return subnetInUseError{spec: l.spec, other: fmt.Sprintf("address %s of interface %s on this machine", a, ifc.Name)}
+			}
+		}
+	}
 	return nil
 }
 
@@ -120,13 +193,13 @@ var registryHosts = []string{
 // SYS_RESOURCE, no seccomp or AppArmor profile, the host's cgroup tree, a tmpfs /run and
 // a volume for /var/lib/docker, since overlay2 does not stack on overlay), and no DNS
 // beyond the lab's own names.
-func containerConfig(n node, imageRef string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+func (s labSpec) containerConfig(n node, imageRef string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	stop := 30
 	useInit := true // tini as PID 1 reaps what the node's daemons orphan
 	cfg := &container.Config{
 		Hostname:    n.Name,
 		Image:       imageRef,
-		Labels:      labels(&n),
+		Labels:      s.labels(&n),
 		StopTimeout: &stop,
 	}
 	host := &container.HostConfig{
@@ -152,7 +225,7 @@ func containerConfig(n node, imageRef string) (*container.Config, *container.Hos
 		}},
 	}
 	nw := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		labName: {
+		s.Network(): {
 			IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.Address.String()},
 			Aliases:    []string{n.Name},
 		},
@@ -169,7 +242,7 @@ func (l *lab) ensureNode(ctx context.Context, n node, imageRef, imageID string, 
 		}
 		if have.state == "running" {
 			if have.address != n.Address.String() {
-				return fmt.Errorf("node %s runs with address %q on %s, not %s: `lab down`, then `lab up`", n.Name, have.address, labName, n.Address)
+				return fmt.Errorf("node %s runs with address %q on %s, not %s: `%s`, then `%s`", n.Name, have.address, l.spec.Network(), n.Address, l.spec.command("down"), l.spec.command("up"))
 			}
 			return nil
 		}
@@ -179,10 +252,10 @@ func (l *lab) ensureNode(ctx context.Context, n node, imageRef, imageID string, 
 		fmt.Fprintf(l.out, "node %s: started (was %s)\n", n.Name, have.state)
 		return nil
 	}
-	if _, err := l.cli.VolumeCreate(ctx, volume.CreateOptions{Name: n.Volume(), Labels: labels(&n)}); err != nil {
+	if _, err := l.cli.VolumeCreate(ctx, volume.CreateOptions{Name: n.Volume(), Labels: l.spec.labels(&n)}); err != nil {
 		return fmt.Errorf("create volume %s: %w", n.Volume(), err)
 	}
-	cfg, host, nw := containerConfig(n, imageRef)
+	cfg, host, nw := l.spec.containerConfig(n, imageRef)
 	created, err := l.cli.ContainerCreate(ctx, cfg, host, nw, nil, n.Container())
 	if err != nil {
 		return fmt.Errorf("create node %s: %w", n.Name, err)
@@ -228,7 +301,7 @@ umask 022
 printf '%s' "$2" >/etc/apt/sources.list.d/debian.sources.tmp
 mv /etc/apt/sources.list.d/debian.sources.tmp /etc/apt/sources.list.d/debian.sources
 rm -f /etc/apt/sources.list`
-	if _, err := execOK(ctx, l.cli, n.Container(), "sh", "-c", install, "sh", authorizedKeyLine(signer), nodeAptSources()); err != nil {
+	if _, err := execOK(ctx, l.cli, n.Container(), "sh", "-c", install, "sh", authorizedKeyLine(signer), l.spec.nodeAptSources()); err != nil {
 		return nil, fmt.Errorf("node %s: install lab key and apt sources: %w", n.Name, err)
 	}
 	out, err := execOK(ctx, l.cli, n.Container(), "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
@@ -258,7 +331,7 @@ func (l *lab) containerLogTail(ctx context.Context, name string) string {
 // then an SSH login to each node with strict host key checking. Idempotent.
 func up(ctx context.Context, l *lab, opts upOptions) error {
 	start := time.Now()
-	want, err := labNodes(opts.Nodes)
+	want, err := l.spec.nodes(opts.Nodes)
 	if err != nil {
 		return err
 	}
@@ -360,8 +433,8 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 	}
 	sshDone := time.Now()
 
-	fmt.Fprintf(l.out, "\nlab up: %d nodes accept SSH (strict host keys) after %s (images %s, containers %s, keys %s, ssh %s)\n",
-		len(nodes), sshDone.Sub(start).Round(100*time.Millisecond),
+	fmt.Fprintf(l.out, "\nlab up: lab %s, %d nodes accept SSH (strict host keys) after %s (images %s, containers %s, keys %s, ssh %s)\n",
+		l.spec.Name, len(nodes), sshDone.Sub(start).Round(100*time.Millisecond),
 		imagesDone.Sub(start).Round(100*time.Millisecond),
 		containersDone.Sub(imagesDone).Round(100*time.Millisecond),
 		sshStart.Sub(containersDone).Round(100*time.Millisecond),
@@ -372,12 +445,12 @@ func up(ctx context.Context, l *lab, opts upOptions) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Name, n.Address, strings.Join(n.Groups(), ","), n.Container())
 	}
 	tw.Flush()
-	fmt.Fprintf(l.out, "inventory:   %s\nknown_hosts: %s\nkey:         %s\nimage:       %s\napt:         %s (%s, the nodes' only package source)\n",
-		l.paths.Inventory, l.paths.KnownHosts, l.paths.Key, imageRef, repoURL(), repoContainer)
+	fmt.Fprintf(l.out, "network:     %s (%s, bridge %s)\ninventory:   %s\nknown_hosts: %s\nkey:         %s\nimage:       %s\napt:         %s (%s, the nodes' only package source)\n",
+		l.spec.Network(), l.spec.Subnet, l.spec.Bridge, l.paths.Inventory, l.paths.KnownHosts, l.paths.Key, imageRef, l.spec.repoURL(), l.spec.RepoContainer())
 	if consul != "" {
 		fmt.Fprintf(l.out, "consul:      %s (%s, sums in %s)\n", consul, consulVersion, consulSums)
 	}
-	fmt.Fprintf(l.out, "try:         go run ./lab ssh %s -- hostname\n", nodes[0].Name)
+	fmt.Fprintf(l.out, "try:         %s %s -- hostname\n", l.spec.command("ssh"), nodes[0].Name)
 	return nil
 }
 
@@ -397,10 +470,11 @@ func forEach(ctx context.Context, nodes []node, fn func(ctx context.Context, i i
 	return errors.Join(errs...)
 }
 
-// down removes every container, volume and network that carries the lab label, and
-// the lab's known_hosts and inventory (the key pair stays). Idempotent.
+// down removes every container, volume and network that carries the lab label with
+// this lab's name, and the lab's known_hosts and inventory (the key pair stays).
+// Other labs stay as they are. Idempotent.
 func down(ctx context.Context, l *lab) error {
-	list, err := l.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labFilter()})
+	list, err := l.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labFilter(l.spec.Name)})
 	if err != nil {
 		return fmt.Errorf("list lab containers: %w", err)
 	}
@@ -420,7 +494,7 @@ func down(ctx context.Context, l *lab) error {
 	}); err != nil {
 		return err
 	}
-	vols, err := l.cli.VolumeList(ctx, volume.ListOptions{Filters: labFilter()})
+	vols, err := l.cli.VolumeList(ctx, volume.ListOptions{Filters: labFilter(l.spec.Name)})
 	if err != nil {
 		return fmt.Errorf("list lab volumes: %w", err)
 	}
@@ -430,7 +504,7 @@ func down(ctx context.Context, l *lab) error {
 		}
 		fmt.Fprintf(l.out, "volume %s: removed\n", v.Name)
 	}
-	nets, err := l.cli.NetworkList(ctx, network.ListOptions{Filters: labFilter()})
+	nets, err := l.cli.NetworkList(ctx, network.ListOptions{Filters: labFilter(l.spec.Name)})
 	if err != nil {
 		return fmt.Errorf("list lab networks: %w", err)
 	}
@@ -448,7 +522,7 @@ func down(ctx context.Context, l *lab) error {
 			return err
 		}
 	}
-	fmt.Fprintln(l.out, "lab down: nothing of the lab is left (key pair kept in "+l.paths.Dir+")")
+	fmt.Fprintf(l.out, "lab down: nothing of lab %s is left (key pair kept in %s)\n", l.spec.Name, l.paths.Dir)
 	return nil
 }
 
@@ -566,12 +640,13 @@ func shorten(s string, n int) string {
 	return s
 }
 
-// printStatus writes the status table.
-func printStatus(w io.Writer, rows []nodeStatus) {
+// printStatus writes the status table, under a line that names the lab.
+func printStatus(w io.Writer, l *lab, rows []nodeStatus) {
 	if len(rows) == 0 {
-		fmt.Fprintln(w, "no lab nodes (run: go run ./lab up)")
+		fmt.Fprintf(w, "lab %s has no nodes (run: %s)\n", l.spec.Name, l.spec.command("up"))
 		return
 	}
+	fmt.Fprintf(w, "lab %s: network %s (%s), state %s\n", l.spec.Name, l.spec.Network(), l.spec.Subnet, l.paths.Dir)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tCONTAINER\tADDRESS\tSSH\tDOCKER")
 	for _, r := range rows {

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # prereqs.sh: make this machine able to run the clusterflow lab.
 #
-#   lab/prereqs.sh          install what is missing, start a Docker engine if none answers
-#   lab/prereqs.sh --stop   stop the Docker engine, but only if this script started it
-#   lab/prereqs.sh --check  report what is missing; change nothing (exit 1 if anything is)
+#   lab/prereqs.sh [--owner NAME]         install what is missing, start a Docker engine
+#                                         if none answers, recorded as started for NAME
+#   lab/prereqs.sh --stop [--owner NAME]  stop the Docker engine, but only if this script
+#                                         started it, and for the same NAME
+#   lab/prereqs.sh --check                report what is missing; change nothing (exit 1
+#                                         if anything is)
 #
 # Idempotent: a second run finds everything in place and changes nothing. Packages come
 # from Debian's archive through apt (Debian and derivatives only). An engine that was
 # already running, or one managed by systemd that this script did not start, is never
 # stopped by --stop.
+#
+# One owner per engine: the owner is whoever made this script start it. `make test`
+# passes an owner of its own (make-test-PID) and stops only an engine it started;
+# `make demo` passes `demo`, so its engine stays up after a `make test` and
+# `make demo-stop` stops it. NAME defaults to none; --stop without --owner stops only
+# an engine started without one.
 #
 # Environment:
 #   CLUSTERFLOW_DOCKERD_LOG   log file of a dockerd started here (/var/log/clusterflow-dockerd.log)
@@ -20,6 +29,8 @@ log_file=${CLUSTERFLOW_DOCKERD_LOG:-/var/log/clusterflow-dockerd.log}
 run_dir=${CLUSTERFLOW_RUN_DIR:-/run/clusterflow}
 pid_file=$run_dir/dockerd.pid
 wait_s=${CLUSTERFLOW_DOCKER_WAIT:-60}
+owner=
+action=install
 
 say() { printf 'prereqs: %s\n' "$*"; }
 die() { printf 'prereqs: error: %s\n' "$*" >&2; exit 1; }
@@ -50,11 +61,16 @@ engine_answers() {
 	timeout 10 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1
 }
 
+# The pid file: the pid (or "systemd") on the first line, the owner on the second.
+recorded_pid() { sed -n 1p "$pid_file" 2>/dev/null; }
+recorded_owner() { sed -n 2p "$pid_file" 2>/dev/null; }
+owner_text() { if [ -n "$1" ]; then printf 'for %s' "$1"; else printf 'without an owner'; fi; }
+
 # our_dockerd_pid prints the pid recorded by this script when that process is still a dockerd.
 our_dockerd_pid() {
 	[ -r "$pid_file" ] || return 1
 	local pid
-	pid=$(cat "$pid_file")
+	pid=$(recorded_pid)
 	case $pid in '' | *[!0-9]*) return 1 ;; esac
 	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 1
 	printf '%s\n' "$pid"
@@ -84,7 +100,7 @@ start_engine() {
 		local v
 		v=$(docker info --format '{{.ServerVersion}}' 2>/dev/null || true)
 		if pid=$(our_dockerd_pid); then
-			say "docker engine $v answers (started earlier by this script, pid $pid)"
+			say "docker engine $v answers (started earlier by this script $(owner_text "$(recorded_owner)"), pid $pid)"
 		else
 			say "docker engine $v answers (not started by this script; --stop leaves it alone)"
 		fi
@@ -96,7 +112,7 @@ start_engine() {
 		say "starting docker.service with systemctl"
 		systemctl start docker.service
 		mkdir -p "$run_dir"
-		echo systemd >"$pid_file"
+		printf 'systemd\n%s\n' "$owner" >"$pid_file"
 	else
 		local dockerd
 		dockerd=$(PATH="$PATH:/usr/sbin:/sbin" command -v dockerd)
@@ -112,15 +128,15 @@ start_engine() {
 			done
 			exec setsid "$dockerd" >>"$log_file" 2>&1 </dev/null
 		) &
-		echo $! >"$pid_file"
+		printf '%s\n%s\n' "$!" "$owner" >"$pid_file"
 	fi
 	local i
 	for ((i = 0; i < wait_s * 2; i++)); do
 		if engine_answers; then
-			say "docker engine $(docker info --format '{{.ServerVersion}}') answers after $((i / 2)).$((i % 2 * 5))s (pid file: $pid_file)"
+			say "docker engine $(docker info --format '{{.ServerVersion}}') answers after $((i / 2)).$((i % 2 * 5))s, started $(owner_text "$owner") (pid file: $pid_file)"
 			return
 		fi
-		if pid=$(cat "$pid_file") && [ "$pid" != systemd ] && ! kill -0 "$pid" 2>/dev/null; then
+		if pid=$(recorded_pid) && [ "$pid" != systemd ] && ! kill -0 "$pid" 2>/dev/null; then
 			rm -f "$pid_file"
 			tail -n 20 "$log_file" >&2 || true
 			die "dockerd exited at start; see $log_file"
@@ -135,19 +151,26 @@ stop_engine() {
 		say "no Docker engine was started by this script; nothing to stop"
 		return
 	fi
-	if [ "$(cat "$pid_file")" = systemd ]; then
-		say "stopping docker.service (started by this script)"
-		systemctl stop docker.service docker.socket 2>/dev/null || systemctl stop docker.service
-		rm -f "$pid_file"
-		return
-	fi
-	local pid i
-	if ! pid=$(our_dockerd_pid); then
+	local recorded pid i
+	recorded=$(recorded_owner)
+	if [ "$(recorded_pid)" != systemd ] && ! pid=$(our_dockerd_pid); then
 		say "recorded dockerd is gone; removing stale $pid_file"
 		rm -f "$pid_file"
 		return
 	fi
-	say "stopping dockerd pid $pid (started by this script)"
+	if [ "$recorded" != "$owner" ]; then
+		local caller="--owner $owner"
+		[ -n "$owner" ] || caller="no --owner"
+		say "the Docker engine was started by this script $(owner_text "$recorded"), not for this caller ($caller): left running"
+		return
+	fi
+	if [ "$(recorded_pid)" = systemd ]; then
+		say "stopping docker.service (started by this script $(owner_text "$owner"))"
+		systemctl stop docker.service docker.socket 2>/dev/null || systemctl stop docker.service
+		rm -f "$pid_file"
+		return
+	fi
+	say "stopping dockerd pid $pid (started by this script $(owner_text "$owner"))"
 	kill -TERM "$pid"
 	for ((i = 0; i < 60; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -178,10 +201,26 @@ check() {
 	return $rc
 }
 
-case ${1:-} in
-'') install_packages; start_engine ;;
---stop) stop_engine ;;
---check) check ;;
--h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-*) die "unknown argument ${1}; use --stop, --check or no argument" ;;
+while [ $# -gt 0 ]; do
+	case $1 in
+	--owner)
+		[ $# -ge 2 ] || die "--owner needs a name"
+		owner=$2
+		shift
+		;;
+	--owner=*) owner=${1#--owner=} ;;
+	--stop) action=stop ;;
+	--check) action=check ;;
+	-h | --help) action=help ;;
+	*) die "unknown argument $1; use --stop, --check, --owner NAME or no argument" ;;
+	esac
+	shift
+done
+case $owner in *[!A-Za-z0-9_.-]*) die "--owner $owner: use letters, digits, '.', '_' and '-'" ;; esac
+
+case $action in
+install) install_packages; start_engine ;;
+stop) stop_engine ;;
+check) check ;;
+help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 esac

@@ -29,14 +29,12 @@ import (
 // The lab's apt repository. Nodes install packages (docker.io and what it depends on)
 // only from it, never from Debian's mirror: their apt sources name nothing else. It is
 // a flat repository (`deb [trusted=yes] http://ADDR:PORT/ ./`) of .deb files cached on
-// this machine by `lab repo` (or `lab images`), at installation time; `lab up` serves
-// it from the container clusterflow-lab-repo at a fixed address of the lab network.
+// this machine by `lab repo` (or `lab images`), at installation time and shared by
+// every lab; `lab up` serves it from the lab's container NAME-repo
+// (labSpec.RepoContainer, which carries labelLab, so `lab down` removes it) at a fixed
+// address of the lab network (labSpec.RepoAddress).
 const (
-	// repoContainer serves the repository; it carries labelLab, so `lab down` removes it.
-	repoContainer = labName + "-repo"
-	// repoAddress is its fixed address: below the nodes (.11 on), outside labIPRange.
-	repoAddress = "10.211.73.10"
-	repoPort    = 8080
+	repoPort = 8080
 	// labelRepo on the repository container is the key of what it serves (cache
 	// directory and server binary); a different key recreates the container.
 	labelRepo = "io.clusterflow.lab.repo"
@@ -52,16 +50,16 @@ const (
 	envNoFetch = "CLUSTERFLOW_LAB_NO_FETCH"
 )
 
-// repoURL is the repository's URL as the nodes see it.
-func repoURL() string { return fmt.Sprintf("http://%s:%d/", repoAddress, repoPort) }
+// repoURL is the lab repository's URL as the lab's nodes see it.
+func (s labSpec) repoURL() string { return fmt.Sprintf("http://%s:%d/", s.RepoAddress(), repoPort) }
 
 // nodeAptSources replaces /etc/apt/sources.list.d/debian.sources in every node: the
 // lab repository and nothing else.
-func nodeAptSources() string {
+func (s labSpec) nodeAptSources() string {
 	return `# Written by ` + "`lab up`" + `: the lab's own flat repository (lab/README.md). Nodes reach no
 # other package source.
 Types: deb
-URIs: ` + repoURL() + `
+URIs: ` + s.repoURL() + `
 Suites: ./
 Trusted: yes
 `
@@ -360,9 +358,12 @@ func ensureRepo(ctx context.Context, cli *client.Client, out io.Writer, fetch bo
 // replaced; a stopped one is started.
 func (l *lab) ensureRepoContainer(ctx context.Context, dir, server string) error {
 	key := dir + " " + server
+	repoContainer := l.spec.RepoContainer()
 	have, err := l.cli.ContainerInspect(ctx, repoContainer)
 	switch {
-	case err == nil && have.Config != nil && have.Config.Labels[labelRepo] == key:
+	case err == nil && (have.Config == nil || have.Config.Labels[labelLab] != l.spec.Name):
+		return fmt.Errorf("container %s exists but is not lab %s's: remove it, or choose another --name", repoContainer, l.spec.Name)
+	case err == nil && have.Config.Labels[labelRepo] == key:
 		if have.State == nil || !have.State.Running {
 			if err := l.cli.ContainerStart(ctx, have.ID, container.StartOptions{}); err != nil {
 				return fmt.Errorf("start %s: %w", repoContainer, err)
@@ -381,12 +382,12 @@ func (l *lab) ensureRepoContainer(ctx context.Context, dir, server string) error
 	default:
 		return fmt.Errorf("inspect %s: %w", repoContainer, err)
 	}
-	return waitRepo(ctx)
+	return l.waitRepo(ctx)
 }
 
 func (l *lab) createRepoContainer(ctx context.Context, dir, server, key string) error {
 	useInit := true
-	lbl := labels(nil)
+	lbl := l.spec.labels(nil)
 	lbl[labelRepo] = key
 	cfg := &container.Config{
 		Hostname:   "repo",
@@ -406,22 +407,24 @@ func (l *lab) createRepoContainer(ctx context.Context, dir, server, key string) 
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
 	nw := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		labName: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: repoAddress}, Aliases: []string{"repo"}},
+		l.spec.Network(): {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: l.spec.RepoAddress().String()}, Aliases: []string{"repo"}},
 	}}
-	created, err := l.cli.ContainerCreate(ctx, cfg, host, nw, nil, repoContainer)
+	name := l.spec.RepoContainer()
+	created, err := l.cli.ContainerCreate(ctx, cfg, host, nw, nil, name)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", repoContainer, err)
+		return fmt.Errorf("create %s: %w", name, err)
 	}
 	if err := l.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start %s: %w", repoContainer, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
-	fmt.Fprintf(l.out, "repository %s: created at %s serving %s\n", repoContainer, repoURL(), dir)
+	fmt.Fprintf(l.out, "repository %s: created at %s serving %s\n", name, l.spec.repoURL(), dir)
 	return nil
 }
 
 // waitRepo waits until the repository answers for its Release file (from this
 // machine, over the lab bridge).
-func waitRepo(ctx context.Context) error {
+func (l *lab) waitRepo(ctx context.Context) error {
+	repoURL, repoContainer := l.spec.repoURL, l.spec.RepoContainer()
 	// No proxy: the repository is on the lab bridge, reached directly.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	deadline := time.Now().Add(20 * time.Second)

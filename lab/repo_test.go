@@ -16,16 +16,22 @@ import (
 // TestRepoAddress keeps the repository's address in the lab subnet, away from the nodes
 // and from the addresses the engine hands out.
 func TestRepoAddress(t *testing.T) {
-	a := netip.MustParseAddr(repoAddress)
-	if !netip.MustParsePrefix(labSubnet).Contains(a) || netip.MustParsePrefix(labIPRange).Contains(a) {
-		t.Errorf("%s must be in %s and outside %s", a, labSubnet, labIPRange)
+	for _, name := range []string{defaultLabName, "cf-other"} {
+		s, _ := newLabSpec(name)
+		a := s.RepoAddress()
+		if !s.Subnet.Contains(a) || s.IPRange().Contains(a) {
+			t.Errorf("%s must be in %s and outside %s", a, s.Subnet, s.IPRange())
+		}
+		if int(a.As4()[3]) >= firstHost || a == s.Gateway() {
+			t.Errorf("%s collides with the gateway or a node", a)
+		}
+		want := fmt.Sprintf("URIs: http://%s:%d/\nSuites: ./\nTrusted: yes\n", a, repoPort)
+		if src := s.nodeAptSources(); !strings.Contains(src, want) || strings.Contains(src, "debian.org") {
+			t.Errorf("node sources:\n%s", src)
+		}
 	}
-	if int(a.As4()[3]) >= firstHost || a.String() == labGateway {
-		t.Errorf("%s collides with the gateway or a node", a)
-	}
-	want := fmt.Sprintf("URIs: http://%s:%d/\nSuites: ./\nTrusted: yes\n", repoAddress, repoPort)
-	if src := nodeAptSources(); !strings.Contains(src, want) || strings.Contains(src, "debian.org") {
-		t.Errorf("node sources:\n%s", src)
+	if s, _ := newLabSpec(defaultLabName); s.RepoAddress() != netip.MustParseAddr("10.211.73.10") {
+		t.Errorf("default lab's repository at %s", s.RepoAddress())
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,13 +16,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 )
 
 // These tests need no Docker engine; lab_test.go (build tag lab) runs a real lab.
 
+// defaultSpec is the default lab, clusterflow-lab.
+func defaultSpec(t *testing.T) labSpec {
+	t.Helper()
+	s, err := newLabSpec(defaultLabName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestLabNodes(t *testing.T) {
-	nodes, err := labNodes(3)
+	spec := defaultSpec(t)
+	nodes, err := spec.nodes(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +51,7 @@ func TestLabNodes(t *testing.T) {
 			t.Errorf("node %d = %+v %s %s %s, want %+v", i, n, n.Groups(), n.Container(), n.Volume(), w)
 		}
 	}
-	last, err := labNodes(maxNodes)
+	last, err := spec.nodes(maxNodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,30 +59,32 @@ func TestLabNodes(t *testing.T) {
 		t.Errorf("last node = %+v", n)
 	}
 	for _, bad := range []int{0, -1, maxNodes + 1} {
-		if _, err := labNodes(bad); err == nil {
-			t.Errorf("labNodes(%d) accepted", bad)
+		if _, err := spec.nodes(bad); err == nil {
+			t.Errorf("nodes(%d) accepted", bad)
 		}
 	}
 }
 
 func TestNodeByName(t *testing.T) {
+	spec := defaultSpec(t)
 	for _, name := range []string{"master", "slave01", "slave08"} {
-		n, ok := nodeByName(name)
+		n, ok := spec.nodeByName(name)
 		if !ok || n.Name != name {
 			t.Errorf("nodeByName(%q) = %+v, %v", name, n, ok)
 		}
 	}
 	for _, name := range []string{"", "slave00", "slave09", "slave1", "slave001", "worker", "Master"} {
-		if n, ok := nodeByName(name); ok {
+		if n, ok := spec.nodeByName(name); ok {
 			t.Errorf("nodeByName(%q) = %+v, want none", name, n)
 		}
 	}
 }
 
 func TestStatePaths(t *testing.T) {
+	spec := defaultSpec(t)
 	dir := t.TempDir()
 	t.Setenv("CLUSTERFLOW_STATE_DIR", dir)
-	p, err := statePaths()
+	p, err := spec.statePaths()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +92,13 @@ func TestStatePaths(t *testing.T) {
 		p.KnownHosts != filepath.Join(dir, "lab", "known_hosts") || p.Key != filepath.Join(dir, "lab", "id_ed25519") {
 		t.Errorf("statePaths() = %+v", p)
 	}
+	other, _ := newLabSpec("cf-other")
+	if p, _ := other.statePaths(); p.Dir != filepath.Join(dir, "labs", "cf-other") || p.Inventory != filepath.Join(dir, "labs", "cf-other", "inventory.yaml") {
+		t.Errorf("statePaths() of cf-other = %+v", p)
+	}
 	t.Setenv("CLUSTERFLOW_STATE_DIR", "")
 	t.Chdir(dir)
-	p, err = statePaths()
+	p, err = spec.statePaths()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +107,140 @@ func TestStatePaths(t *testing.T) {
 	}
 }
 
+// TestLabSpecs checks what derives from a lab's name: the default lab's values as
+// they always were, and for any other name a /24 of 10.211.0.0/16 that is never the
+// default's, a bridge name short enough for Linux, and names that start with the
+// lab's.
+func TestLabSpecs(t *testing.T) {
+	def := defaultSpec(t)
+	if def.Subnet.String() != "10.211.73.0/24" || def.Bridge != "cf-lab0" || def.Network() != "clusterflow-lab" ||
+		def.Gateway().String() != "10.211.73.1" || def.IPRange().String() != "10.211.73.128/25" ||
+		def.RepoContainer() != "clusterflow-lab-repo" || def.RepoAddress().String() != "10.211.73.10" {
+		t.Errorf("default lab = %+v, gateway %s, range %s, repo %s %s", def, def.Gateway(), def.IPRange(), def.RepoContainer(), def.RepoAddress())
+	}
+	all := netip.MustParsePrefix(labSubnets)
+	seen := map[netip.Prefix]string{}
+	for i := range 400 {
+		name := fmt.Sprintf("cf-t%d", i)
+		s, err := newLabSpec(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := newLabSpec(name)
+		switch {
+		case again != s:
+			t.Errorf("%s: %+v, then %+v", name, s, again)
+		case s.Subnet.Bits() != 24 || !all.Contains(s.Subnet.Addr()) || s.Subnet.Overlaps(def.Subnet):
+			t.Errorf("%s: subnet %s", name, s.Subnet)
+		case len(s.Bridge) > 15 || s.Bridge == def.Bridge || !strings.HasPrefix(s.Bridge, "cf-"):
+			t.Errorf("%s: bridge %q", name, s.Bridge)
+		case s.nodeAt(1).Container() != name+"-slave01" || s.nodeAt(1).Volume() != name+"-slave01-docker" || s.RepoContainer() != name+"-repo":
+			t.Errorf("%s: names %s %s %s", name, s.nodeAt(1).Container(), s.nodeAt(1).Volume(), s.RepoContainer())
+		case s.nodeAt(0).Address != s.hostAddr(firstHost) || !s.Subnet.Contains(s.RepoAddress()) || s.IPRange().Contains(s.nodeAt(maxNodes-1).Address):
+			t.Errorf("%s: addresses master %s, repo %s, range %s", name, s.nodeAt(0).Address, s.RepoAddress(), s.IPRange())
+		}
+		seen[s.Subnet] = name
+	}
+	// 400 names over 255 subnets: the hash spreads them.
+	if len(seen) < 150 {
+		t.Errorf("400 names got only %d subnets", len(seen))
+	}
+	for _, bad := range []string{"", "Lab", "-x", "x-", "a_b", "a.b", "a b", strings.Repeat("a", 41), "1lab"} {
+		if _, err := newLabSpec(bad); err == nil {
+			t.Errorf("lab name %q accepted", bad)
+		}
+	}
+	for _, good := range []string{"a", "cf-e2e-1a2b", strings.Repeat("a", 40)} {
+		if _, err := newLabSpec(good); err != nil {
+			t.Errorf("lab name %q: %v", good, err)
+		}
+	}
+}
+
+// TestLabNameFromFlagAndEnv: --name wins over $CLUSTERFLOW_LAB, which wins over the
+// default; a bad name is refused before anything is touched.
+func TestLabNameFromFlagAndEnv(t *testing.T) {
+	resolve := func(args ...string) (string, error) {
+		var got string
+		root := newRootCommand(io.Discard, io.Discard)
+		flags := &labFlags{}
+		probe := &cobra.Command{Use: "probe", RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := flags.spec(cmd)
+			got = s.Name
+			return err
+		}}
+		probe.Flags().StringVar(&flags.name, "name", defaultLabName, "")
+		root.AddCommand(probe)
+		root.SetArgs(append([]string{"probe"}, args...))
+		return got, root.Execute()
+	}
+	t.Setenv(envLabName, "")
+	if got, err := resolve(); err != nil || got != defaultLabName {
+		t.Errorf("no flag, no env: %q %v", got, err)
+	}
+	t.Setenv(envLabName, "cf-env")
+	if got, err := resolve(); err != nil || got != "cf-env" {
+		t.Errorf("env: %q %v", got, err)
+	}
+	if got, err := resolve("--name", "cf-flag"); err != nil || got != "cf-flag" {
+		t.Errorf("flag over env: %q %v", got, err)
+	}
+	if _, err := resolve("--name", "Bad_Name"); err == nil || !strings.Contains(err.Error(), "lab name") {
+		t.Errorf("bad name: %v", err)
+	}
+	t.Setenv(envLabName, "")
+	if err := run(context.Background(), []string{"--name", "Bad", "status"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "lab name") {
+		t.Errorf("lab --name Bad status: %v", err)
+	}
+}
+
+// TestListLabs groups the engine's lab objects by the lab label.
+func TestListLabs(t *testing.T) {
+	cli := fakeLister{
+		nets: []network.Summary{
+			{Name: "clusterflow-lab", Labels: map[string]string{labelLab: "clusterflow-lab", labelState: "/x/.clusterflow/lab"},
+				IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.211.73.0/24"}}}},
+		},
+		ctrs: []container.Summary{
+			{Labels: map[string]string{labelLab: "clusterflow-lab", labelNode: "master"}, State: "running"},
+			{Labels: map[string]string{labelLab: "clusterflow-lab", labelNode: "slave01"}, State: "exited"},
+			{Labels: map[string]string{labelLab: "clusterflow-lab", labelRepo: "k"}, State: "running"},
+			{Labels: map[string]string{labelLab: "cf-old", labelNode: "master"}, State: "exited"},
+		},
+	}
+	labs, err := listLabs(context.Background(), cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []labSummary{
+		{Name: "cf-old", Subnet: "-", State: "-", Nodes: 1},
+		{Name: "clusterflow-lab", Subnet: "10.211.73.0/24", State: "/x/.clusterflow/lab", Nodes: 2, Running: 1, Repos: 1},
+	}
+	if !reflect.DeepEqual(labs, want) {
+		t.Errorf("listLabs = %+v, want %+v", labs, want)
+	}
+	var b bytes.Buffer
+	printLabs(&b, labs)
+	if !strings.Contains(b.String(), "clusterflow-lab  10.211.73.0/24  1/2 running  yes") {
+		t.Errorf("lab list:\n%s", b.String())
+	}
+}
+
+type fakeLister struct {
+	nets []network.Summary
+	ctrs []container.Summary
+}
+
+func (f fakeLister) NetworkList(context.Context, network.ListOptions) ([]network.Summary, error) {
+	return f.nets, nil
+}
+
+func (f fakeLister) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	return f.ctrs, nil
+}
+
 func TestRenderInventory(t *testing.T) {
-	nodes, _ := labNodes(3)
+	nodes, _ := defaultSpec(t).nodes(3)
 	got := string(renderInventory(nodes))
 	want := `apiVersion: clusterflow.io/v1
 kind: Inventory
@@ -109,7 +263,7 @@ spec:
 
 func TestKeyPairAndKnownHosts(t *testing.T) {
 	t.Setenv("CLUSTERFLOW_STATE_DIR", t.TempDir())
-	p, err := statePaths()
+	p, err := defaultSpec(t).statePaths()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +415,16 @@ func TestComposeFileMatchesLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	def := defaultSpec(t)
+	labName := def.Name
 	must := []string{
 		"io.clusterflow.lab.context-hash: " + hash,
-		"name: " + labName, "subnet: " + labSubnet, "ip_range: " + labIPRange, "gateway: " + labGateway,
+		"name: " + def.Network(), "subnet: " + def.Subnet.String(), "ip_range: " + def.IPRange().String(),
+		"gateway: " + def.Gateway().String(), "com.docker.network.bridge.name: " + def.Bridge,
 		"image: " + nodeImage, "dockerfile: node.Dockerfile",
 		"cap_drop: [SYS_RESOURCE]", "seccomp=unconfined", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "init: true",
 	}
-	nodes, _ := labNodes(3)
+	nodes, _ := def.nodes(3)
 	for _, n := range nodes {
 		must = append(must,
 			"container_name: "+n.Container(),
@@ -289,12 +446,12 @@ func TestRunArgs(t *testing.T) {
 	if err := run(context.Background(), []string{"--help"}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"up", "down", "status", "ssh", "images"} {
+	for _, cmd := range []string{"up", "down", "status", "ssh", "images", "list"} {
 		if !strings.Contains(out.String(), "  "+cmd+" ") {
 			t.Errorf("help does not list %s:\n%s", cmd, out.String())
 		}
 	}
-	for _, args := range [][]string{{"bogus"}, {"up", "--nodes", "0"}, {"up", "--nodes", "10"}, {"status", "extra"}, {"ssh"}} {
+	for _, args := range [][]string{{"bogus"}, {"up", "--nodes", "0"}, {"up", "--nodes", "10"}, {"status", "extra"}, {"ssh"}, {"--name", "x_y", "down"}} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("run %v: no error", args)
 		}

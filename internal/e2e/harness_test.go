@@ -16,11 +16,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -269,35 +272,113 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-// labUp brings up a fresh lab of n nodes (removing any lab first) with its state in
-// the test's directory, and returns the path of the inventory it wrote. With
-// prebaked, the nodes come with docker.io installed (not started). The lab is taken
-// down when the test ends.
+// e2eLab is the lab of this test process: one at a time, under a name of its own
+// (cf-e2e-XXXXXX, new each run), so that the tests never meet a lab they did not
+// create; the user's default lab and any other lab on the engine are left alone.
+var e2eLab struct {
+	name  string
+	up    bool              // this process made it and has not taken it down
+	addrs map[string]string // node name -> address, from its inventory
+}
+
+// labName is this process's lab name, chosen on first use.
+func labName() string {
+	if e2eLab.name == "" {
+		newLabName()
+	}
+	return e2eLab.name
+}
+
+func newLabName() { e2eLab.name = fmt.Sprintf("cf-e2e-%06x", rand.Uint32()&0xffffff) }
+
+// labContainer is the container of a node of this process's lab.
+func labContainer(node string) string { return labName() + "-" + node }
+
+// labAddr is a node's address on the lab network, from the last labUp's inventory.
+func labAddr(t *testing.T, node string) string {
+	t.Helper()
+	a, ok := e2eLab.addrs[node]
+	if !ok {
+		t.Fatalf("lab %s has no node %s (nodes %v)", labName(), node, e2eLab.addrs)
+	}
+	return a
+}
+
+// labSubnetAddr is address .i of the lab's /24 (the repository is .10, master .11).
+func labSubnetAddr(t *testing.T, i int) string {
+	t.Helper()
+	a := netip.MustParseAddr(labAddr(t, "master")).As4()
+	a[3] = byte(i)
+	return netip.AddrFrom4(a).String()
+}
+
+// labUp brings up a fresh lab of n nodes (this process's lab: an earlier test's is
+// taken down first) with its state in the test's directory, and returns the path of
+// the inventory it wrote. With prebaked, the nodes come with docker.io installed (not
+// started). The lab is taken down when the test ends, unless CLUSTERFLOW_LAB_KEEP is
+// set. When the subnet of the lab's name is taken (`lab up` exits 3: another lab),
+// it tries another name.
 func (c *cluster) labUp(n int, prebaked bool) string {
 	c.t.Helper()
 	state := filepath.Join(c.dir, "state")
-	lab := func(args ...string) {
+	lab := func(name string, args ...string) (string, int) {
 		cmd := exec.Command(filepath.Join(binDir, "lab"), args...)
 		// NO_FETCH: the lab's package cache must already exist (`lab repo`, run by
 		// make test-lab); a test run never downloads from Debian's mirror.
-		cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+state, "CLUSTERFLOW_LAB_NO_FETCH=1")
+		cmd.Env = append(os.Environ(), "CLUSTERFLOW_STATE_DIR="+state, "CLUSTERFLOW_LAB_NO_FETCH=1", "CLUSTERFLOW_LAB="+name)
 		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
 		if err != nil {
-			c.t.Fatalf("lab %v: %v\n%s", args, err, out)
+			c.t.Fatalf("lab %v: %v", args, err)
+		}
+		return string(out), 0
+	}
+	must := func(name string, args ...string) {
+		if out, code := lab(name, args...); code != 0 {
+			c.t.Fatalf("lab --name %s %v: exit %d\n%s", name, args, code, out)
 		}
 	}
-	lab("down")
+	if e2eLab.up {
+		must(labName(), "down")
+		e2eLab.up = false
+	}
 	args := []string{"up", "--nodes", strconv.Itoa(n)}
 	if prebaked {
 		args = append(args, "--prebaked")
 	}
-	lab(args...)
+	for try := 1; ; try++ {
+		out, code := lab(labName(), args...)
+		if code == 0 {
+			break
+		}
+		if code != 3 || try == 5 {
+			_, _ = lab(labName(), "down")
+			c.t.Fatalf("lab --name %s %v: exit %d\n%s", labName(), args, code, out)
+		}
+		c.t.Logf("lab %s: its subnet is taken, trying another name:\n%s", labName(), strings.TrimSpace(out))
+		newLabName()
+	}
+	e2eLab.up = true
+	name := labName()
 	c.t.Cleanup(func() {
-		if os.Getenv("CLUSTERFLOW_LAB_KEEP") == "" {
-			lab("down")
+		if os.Getenv("CLUSTERFLOW_LAB_KEEP") == "" && e2eLab.up && e2eLab.name == name {
+			must(name, "down")
+			e2eLab.up = false
 		}
 	})
-	return filepath.Join(state, "lab", "inventory.yaml")
+	inv := filepath.Join(state, "labs", name, "inventory.yaml")
+	e2eLab.addrs = map[string]string{}
+	for _, m := range regexp.MustCompile(`\{name: ([a-z0-9]+), address: ([0-9.]+),`).FindAllStringSubmatch(readFile(c.t, inv), -1) {
+		e2eLab.addrs[m[1]] = m[2]
+	}
+	if len(e2eLab.addrs) < n {
+		c.t.Fatalf("lab %s: the inventory %s lists %d nodes, want %d", name, inv, len(e2eLab.addrs), n)
+	}
+	c.t.Logf("lab %s up: %d nodes, master at %s", name, len(e2eLab.addrs), e2eLab.addrs["master"])
+	return inv
 }
 
 // labPlaybook writes a playbook that includes the lab inventory, with the given

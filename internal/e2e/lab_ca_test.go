@@ -31,9 +31,8 @@ import (
 // The roots are compared from the outside on every node: the sha256 of the DER of
 // `docker info`'s Swarm.Cluster.TLSInfo.TrustRoot.
 //
-// Run: flock /tmp/clusterflow-lab.lock go test -tags lab -count=1 -run CA -timeout 20m -v ./internal/e2e/
+// Run: go test -tags lab -count=1 -run CA -timeout 20m -v ./internal/e2e/
 func TestCALab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	inv := c.labUp(3, true)
 	w := c.startWorker()
@@ -109,11 +108,11 @@ func TestCALab(t *testing.T) {
 	t.Run("rotate with a kill mid-rotation", func(t *testing.T) {
 		tokenBefore := nodeSh(t, "master", "docker swarm join-token -q worker")
 		// slave02 paused: the swarm waits for it, which keeps the rotation open.
-		docker(t, "pause", "clusterflow-lab-slave02")
+		docker(t, "pause", labContainer("slave02"))
 		paused := true
 		defer func() {
 			if paused {
-				docker(t, "unpause", "clusterflow-lab-slave02")
+				docker(t, "unpause", labContainer("slave02"))
 			}
 		}()
 		begin := time.Now()
@@ -143,7 +142,7 @@ func TestCALab(t *testing.T) {
 		w = c.startWorker()
 		restarted := time.Now()
 		time.Sleep(2 * time.Second)
-		docker(t, "unpause", "clusterflow-lab-slave02")
+		docker(t, "unpause", labContainer("slave02"))
 		paused = false
 		if err := c.waitRun(id, 8*time.Minute); err != nil {
 			t.Fatalf("run: %v\nprogress: %s\nworker log:\n%s", err, progressOf(c, child), c.logOf(w))
@@ -178,11 +177,11 @@ func TestCALab(t *testing.T) {
 	})
 
 	t.Run("attach to a rotation started by hand", func(t *testing.T) {
-		docker(t, "pause", "clusterflow-lab-slave01")
+		docker(t, "pause", labContainer("slave01"))
 		paused := true
 		defer func() {
 			if paused {
-				docker(t, "unpause", "clusterflow-lab-slave01")
+				docker(t, "unpause", labContainer("slave01"))
 			}
 		}()
 		nodeSh(t, "master", "docker swarm ca --rotate --detach >/dev/null")
@@ -195,7 +194,7 @@ func TestCALab(t *testing.T) {
 			return queryInto(c, child, &p) == nil && p.Phase == workflows.CAPhaseRotating
 		})
 		t.Logf("attached: %t, %s, holding up %v", p.Attached, p.Counts, p.HoldingUp)
-		docker(t, "unpause", "clusterflow-lab-slave01")
+		docker(t, "unpause", labContainer("slave01"))
 		paused = false
 		if err := c.waitRun(id, 5*time.Minute); err != nil {
 			t.Fatalf("run: %v\nprogress: %s", err, progressOf(c, child))
@@ -214,8 +213,8 @@ func TestCALab(t *testing.T) {
 	})
 
 	t.Run("a down node holds it up until removed", func(t *testing.T) {
-		docker(t, "pause", "clusterflow-lab-slave02")
-		defer docker(t, "unpause", "clusterflow-lab-slave02")
+		docker(t, "pause", labContainer("slave02"))
+		defer docker(t, "unpause", labContainer("slave02"))
 		waitFor(t, 2*time.Minute, "master to see slave02 down", func() bool {
 			out, _ := nodeShErr("master", "docker node inspect slave02 --format '{{.Status.State}}'")
 			return out == "down"

@@ -20,7 +20,6 @@ import (
 // engines' and Consul's APIs, runs the playbook again (nothing may change), and scans
 // every event of every run's history for the join tokens and the gossip key.
 func TestLabClusterPlaybook(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	inv := c.labUp(3, false)
 	c.startWorker()

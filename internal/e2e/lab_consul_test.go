@@ -39,7 +39,6 @@ import (
 //
 // Run: go run ./lab consul && go test -tags lab -count=1 -run Consul -v ./internal/e2e/
 func TestConsulBootstrapLab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	begin := time.Now()
 	inv := c.labUp(3, false)
@@ -82,7 +81,7 @@ func TestConsulBootstrapLab(t *testing.T) {
 		}
 	}
 	t.Logf("cluster: leader %s, peers %v, members %v", res.Leader, res.Peers, res.Members)
-	wantPeers := []string{"10.211.73.11:8300", "10.211.73.12:8300", "10.211.73.13:8300"}
+	wantPeers := []string{labAddr(t, "master") + ":8300", labAddr(t, "slave01") + ":8300", labAddr(t, "slave02") + ":8300"}
 	if !slices.Contains(wantPeers, res.Leader) || !slices.Equal(res.Peers, wantPeers) || len(res.Members) != 3 {
 		t.Errorf("result: leader %q, peers %v, members %v", res.Leader, res.Peers, res.Members)
 	}

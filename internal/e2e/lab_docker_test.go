@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +34,7 @@ import (
 //     version was read through the Docker API over SSH, and /var/log/dpkg.log shows
 //     docker.io reaching "installed" exactly once per node: no package step ran
 //     twice to completion. A second run reports every node unchanged.
-//     Their packages come from the lab repository (clusterflow-lab-repo), the nodes'
+//     Their packages come from the lab repository (the lab's NAME-repo), the nodes'
 //     only apt source: no test reaches Debian's mirror.
 //   - offline: a fourth node whose default route is cut and whose route to the lab
 //     repository is prohibited (apt-get update fails there) installs from a .deb
@@ -43,7 +42,6 @@ import (
 //
 // Run: go test -tags lab -count=1 -run Docker -v ./internal/e2e/
 func TestInstallDockerLab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	start := time.Now()
 	inv := c.labUp(4, false)
@@ -206,10 +204,10 @@ func installOfflineWithoutRoute(t *testing.T, c *cluster, h playbooks.Host) {
 	// Cut the node off every package source: no default route, and the lab repository
 	// (in the directly connected lab network, which SSH from this machine still uses)
 	// behind a prohibit route.
-	nodeSh(t, node, "ip route del default && ip route add prohibit "+labRepoAddress+"/32")
+	nodeSh(t, node, "ip route del default && ip route add prohibit "+labRepoAddress(t)+"/32")
 	t.Logf("%s routes now: %s", node, strings.ReplaceAll(nodeSh(t, node, "ip route"), "\n", "; "))
 	// A route lookup sends nothing; apt-get update is given 10 s.
-	for _, addr := range []string{"192.0.2.1", labRepoAddress} {
+	for _, addr := range []string{"192.0.2.1", labRepoAddress(t)} {
 		if out, err := nodeShErr(node, "ip route get "+addr); err == nil {
 			t.Fatalf("%s still has a route to %s: %s", node, addr, out)
 		}
@@ -261,12 +259,11 @@ func installOfflineWithoutRoute(t *testing.T, c *cluster, h playbooks.Host) {
 	}
 }
 
-// labRepoAddress is where the lab's apt repository (clusterflow-lab-repo) answers, the
-// only package source of the lab nodes (lab/repo.go).
-const (
-	labRepoAddress = "10.211.73.10"
-	labRepoURL     = "http://" + labRepoAddress + ":8080/"
-)
+// labRepoAddress is where the lab's apt repository (its container NAME-repo) answers,
+// the only package source of the lab nodes: .10 of the lab's subnet (lab/repo.go).
+func labRepoAddress(t *testing.T) string { return labSubnetAddr(t, 10) }
+
+func labRepoURL(t *testing.T) string { return "http://" + labRepoAddress(t) + ":8080/" }
 
 // offlineBundle returns a directory of the .deb files docker.io needs on a lab node,
 // with a SHA256SUMS file: the lab repository's package cache for the node image, made
@@ -297,12 +294,12 @@ func offlineBundle(t *testing.T) string {
 func aptUsesOnlyLabRepo(t *testing.T, node string) {
 	t.Helper()
 	srcs := nodeSh(t, node, `cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -E '^[[:space:]]*(deb|URIs:)' || :`)
-	if srcs != "URIs: "+labRepoURL {
+	if srcs != "URIs: "+labRepoURL(t) {
 		t.Errorf("%s: apt sources are not just the lab repository:\n%s", node, indent(srcs))
 	}
 	out := nodeSh(t, node, "apt-get update -o Acquire::Retries=0 2>&1")
 	fetched := grepLines(out, "Get:", "Hit:", "Ign:", "Err:")
-	url := strings.TrimSuffix(labRepoURL, "/") + " ./ " // as apt names the repository
+	url := strings.TrimSuffix(labRepoURL(t), "/") + " ./ " // as apt names the repository
 	if fetched == "" {
 		t.Errorf("%s: apt-get update fetched nothing:\n%s", node, indent(out))
 	}
@@ -455,7 +452,7 @@ func nodeSh(t *testing.T, node, script string) string {
 }
 
 func nodeShErr(node, script string) (string, error) {
-	out, err := exec.Command("docker", "exec", "clusterflow-lab-"+node, "sh", "-c", script).CombinedOutput()
+	out, err := exec.Command("docker", "exec", labContainer(node), "sh", "-c", script).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -466,31 +463,6 @@ func docker(t *testing.T, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// waitForFreeLab waits while another test's lab is up: there is one lab per machine
-// (fixed names and subnet), and labUp would tear down someone else's.
-func waitForFreeLab(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Minute)
-	for {
-		out, err := exec.Command("docker", "ps", "-a", "--filter", "label=io.clusterflow.lab", "--format", "{{.Names}}").Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("docker ps: %s", ee.Stderr)
-			}
-			t.Fatalf("docker ps: %v (run lab/prereqs.sh)", err)
-		}
-		if strings.TrimSpace(string(out)) == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a lab is still up after waiting 15 min: %s", strings.Fields(string(out)))
-		}
-		t.Logf("another lab is up (%s); waiting for it to go", strings.Join(strings.Fields(string(out)), " "))
-		time.Sleep(15 * time.Second)
-	}
 }
 
 func indent(s string) string {

@@ -90,7 +90,6 @@ func TestLabFaults(t *testing.T) {
 	t.Setenv(codec.KeysEnv, keys)
 	t.Setenv("CLUSTERFLOW_CODEC_ADDRESS", net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))))
 
-	waitForFreeLab(t)
 	begin := time.Now()
 	c := newCluster(t, 0)
 	cc := codecClient(t, c, keys)
@@ -418,13 +417,13 @@ func checkBootstrapped(t *testing.T, c *cluster, state string, tally *faultTally
 // labLink cuts a node from the lab network or puts it back at its own address.
 func labLink(t *testing.T, node string, up bool) {
 	t.Helper()
-	ctr := "clusterflow-lab-" + node
+	// The lab's network is named as the lab.
+	ctr, network := labContainer(node), labName()
 	if !up {
-		docker(t, "network", "disconnect", "clusterflow-lab", ctr)
+		docker(t, "network", "disconnect", network, ctr)
 		return
 	}
-	addr := map[string]string{"master": "10.211.73.11", "slave01": "10.211.73.12", "slave02": "10.211.73.13"}[node]
-	docker(t, "network", "connect", "--ip", addr, "clusterflow-lab", ctr)
+	docker(t, "network", "connect", "--ip", labAddr(t, node), network, ctr)
 }
 
 // partitionMidStep cuts slave01 off while its command runs, puts it back after 32 s:

@@ -43,7 +43,6 @@ rm /tmp/web-rootfs.tar`
 //
 // Run: go test -tags lab -count=1 -run Service -v ./internal/e2e/
 func TestServiceLab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	inv := c.labUp(3, true)
 	w := c.startWorker()
@@ -192,7 +191,7 @@ printf 'FROM clusterflow/web:v4-base\nLABEL version=4\n' | docker build -q -t cl
 docker save -o /tmp/web-v4.tar clusterflow/web:v4
 docker image rm clusterflow/web:v4 clusterflow/web:v4-base >/dev/null`)
 		tarball := filepath.Join(c.dir, "web-v4.tar")
-		docker(t, "cp", "clusterflow-lab-master:/tmp/web-v4.tar", tarball)
+		docker(t, "cp", labContainer("master")+":/tmp/web-v4.tar", tarball)
 		pb := c.labPlaybook("web-v4", inv, fmt.Sprintf(`    - name: web
       kind: updateService
       hosts: [master]

@@ -34,7 +34,6 @@ docker import -c 'CMD ["/usr/bin/sleep","infinity"]' - clusterflow/sleep:1 >/dev
 //
 // Run: go test -tags lab -count=1 -run Swarm -v ./internal/e2e/
 func TestSwarmLab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	inv := c.labUp(3, true)
 	w := c.startWorker()
@@ -51,15 +50,16 @@ func TestSwarmLab(t *testing.T) {
 	}
 
 	t.Run("advertise address", func(t *testing.T) {
-		nodeSh(t, "master", "ip addr add 10.211.99.1/24 dev eth0")
-		defer nodeSh(t, "master", "ip addr del 10.211.99.1/24 dev eth0")
+		// A second address, outside 10.211.0.0/16 where the labs live; nothing dials it.
+		nodeSh(t, "master", "ip addr add 10.212.99.1/24 dev eth0")
+		defer nodeSh(t, "master", "ip addr del 10.212.99.1/24 dev eth0")
 		pb := c.labPlaybook("swarm-auto", inv, `    - name: swarm
       kind: swarmInit
       hosts: [master]
 `)
 		out, code := c.starter("run", pb)
 		t.Logf("exit %d:\n%s", code, out)
-		if code == 0 || !strings.Contains(out, "advertiseAddr") || !strings.Contains(out, "10.211.99.1") {
+		if code == 0 || !strings.Contains(out, "advertiseAddr") || !strings.Contains(out, "10.212.99.1") {
 			t.Fatalf("want a refusal naming the candidate addresses and advertiseAddr, got exit %d", code)
 		}
 		if st := nodeSh(t, "master", "docker info --format '{{.Swarm.LocalNodeState}}'"); st != "inactive" {
@@ -81,7 +81,7 @@ func TestSwarmLab(t *testing.T) {
 	t.Run("form with a kill between join and promote", func(t *testing.T) {
 		// slave01 is left halfway through a join: a join to a manager address where
 		// nothing answers (in the lab's own subnet) stays "pending".
-		nodeSh(t, "slave01", `(docker swarm join --token SWMTKN-1-`+strings.Repeat("1", 50)+`-`+strings.Repeat("a", 25)+` 10.211.73.99:2377 >/dev/null 2>&1 &); sleep 2`)
+		nodeSh(t, "slave01", `(docker swarm join --token SWMTKN-1-`+strings.Repeat("1", 50)+`-`+strings.Repeat("a", 25)+` `+labSubnetAddr(t, 99)+`:2377 >/dev/null 2>&1 &); sleep 2`)
 		waitFor(t, 30*time.Second, "slave01 to be pending", func() bool {
 			st, _ := nodeShErr("slave01", "docker info --format '{{.Swarm.LocalNodeState}}'")
 			return st == "pending"
@@ -232,8 +232,8 @@ func TestSwarmLab(t *testing.T) {
 	})
 
 	t.Run("quorum refusal", func(t *testing.T) {
-		docker(t, "pause", "clusterflow-lab-slave02")
-		defer docker(t, "unpause", "clusterflow-lab-slave02")
+		docker(t, "pause", labContainer("slave02"))
+		defer docker(t, "unpause", labContainer("slave02"))
 		waitFor(t, 2*time.Minute, "master to see slave02 unreachable", func() bool {
 			out, _ := nodeShErr("master", "docker node inspect slave02 --format '{{.ManagerStatus.Reachability}}'")
 			return out == "unreachable"

@@ -40,7 +40,6 @@ import (
 //
 // Run: go test -tags lab -count=1 -run RollingUpgrade -v ./internal/e2e/
 func TestRollingUpgradeLab(t *testing.T) {
-	waitForFreeLab(t)
 	c := newCluster(t, 0)
 	inv := c.labUp(3, true)
 	w := c.startWorker()
@@ -174,9 +173,9 @@ docker service create -q --detach --name agent --mode global clusterflow/sleep:1
 	})
 
 	t.Run("quorum refused", func(t *testing.T) {
-		docker(t, "pause", "clusterflow-lab-slave02")
+		docker(t, "pause", labContainer("slave02"))
 		defer func() {
-			docker(t, "unpause", "clusterflow-lab-slave02")
+			docker(t, "unpause", labContainer("slave02"))
 			waitFor(t, 2*time.Minute, "slave02 reachable again", func() bool {
 				return !strings.Contains(availability(t), "Unreachable")
 			})
