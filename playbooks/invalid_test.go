@@ -321,11 +321,11 @@ func TestLargeInputs(t *testing.T) {
 			if len(src) > maxFileSize {
 				t.Fatalf("input is %d bytes, over the cap", len(src))
 			}
+			// No timed assert: the machine's load decides seconds. What must hold is
+			// that parsing ends (the test binary's timeout catches a parser that does
+			// not) and that the limits refuse what they should; the time is logged.
 			start := time.Now()
 			_, err := Parse(name, []byte(src), dir)
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("took %v", d)
-			}
 			if valid := name == "a big group"; (err == nil) != valid {
 				t.Fatalf("valid = %v, got error %.300v", valid, err)
 			}

@@ -247,7 +247,10 @@ func TestCALab(t *testing.T) {
 		getResult(t, c, workflows.WorkflowID("rotate-ca-short")+"/1-rotateCA", &res)
 		now := rootsOnNodes(t, []string{"master", "slave01"})
 		t.Logf("after removeNode, the re-run (attached %t) ended the rotation in %s: %s -> %s", res.Attached, time.Since(begin).Round(time.Millisecond), res.OldRoot, now)
-		if !res.Attached || now == after || res.NewRoot != now {
+		// Once slave02 is removed the swarm may finish the held-up rotation on its own
+		// before the re-run looks (then the re-run starts a rotation of its own:
+		// Attached is false); either way the nodes must end on the run's new root.
+		if now == after || res.NewRoot != now {
 			t.Errorf("result %+v, root now %s", res, now)
 		}
 	})
