@@ -21,13 +21,20 @@
 //     EnsureNetwork, InspectSwarmCA, StartCARotation, WatchCARotation,
 //     ReadNodeCertificate, ApplyService, WatchService, LoadImage, UpgradeState,
 //     DrainForUpgrade, WaitNodeReady, WaitConverged, BackupSwarmState.
+//   - Swarm, for the workloads (stack.go, build.go, teardown.go): LoadStack,
+//     EnsureStackNetworks, EnsureStackObjects, ApplyStackService,
+//     RollbackStackService, CleanupStack, BuildImage, DistributeImage,
+//     RemoveSwarmObjects, RemoveVolume.
 //
 // What several of them share has a file of its own: hostop.go (an activity of
 // several steps on one host: phase, heartbeats, a change carried across
 // attempts), daemon.go (keeping a daemon running under systemd, the lab nodes'
 // supervisor or SysV, for the engine and the agent), apt.go (apt and dpkg),
 // files.go (a host's file made to hold given content), worker_files.go (files on
-// the worker's disk), heartbeat.go, text.go.
+// the worker's disk), workerdir.go (reading a step's files under the playbook's
+// directory: build contexts, registry password files), swarm_spec.go (comparing a
+// whole service spec with the engine's), registry.go (registry credentials by
+// reference, digest pinning), heartbeat.go, text.go.
 //
 // # Hosts
 //

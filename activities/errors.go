@@ -128,6 +128,13 @@ const (
 	// archive, or does not hold the image the step names. Non-retryable.
 	ErrImageTarball = "ImageTarball"
 
+	// BuildImage.
+
+	// ErrImageBuild: the engine's builder refused the build (a Dockerfile error, a
+	// command of it that failed, a FROM image it cannot find). Non-retryable; the
+	// message has the builder's last lines.
+	ErrImageBuild = "ImageBuildFailed"
+
 	// RollingNodeUpgrade.
 
 	// ErrNodeNotReady: an upgraded node did not come back Ready in time.
@@ -160,7 +167,7 @@ var errorTypes = map[string]retry{
 	ErrLoginFailed:       byCause,
 	ErrGossipKeyMismatch: never, ErrConsulDownloadFailed: always, ErrConsulNotReady: always,
 	ErrQuorum: never, ErrSwarmConflict: never, ErrNoManager: always, ErrDrainTimeout: never, ErrSwarmAPI: always,
-	ErrServiceNotFound: never, ErrServiceSpec: never, ErrImageTarball: never,
+	ErrServiceNotFound: never, ErrServiceSpec: never, ErrImageTarball: never, ErrImageBuild: never,
 	ErrNodeNotReady: never, ErrConvergeTimeout: never, ErrBackupFailed: byCause,
 }
 
@@ -320,6 +327,10 @@ func serviceSpecRefused(h remote.Host, format string, args ...any) error {
 }
 
 func imageTarball(msg string) error { return newError(ErrImageTarball, msg) }
+
+func imageBuildFailed(h remote.Host, format string, args ...any) error {
+	return newError(ErrImageBuild, about(h, format, args...))
+}
 
 func nodeNotReady(h remote.Host, format string, args ...any) error {
 	return newError(ErrNodeNotReady, about(h, format, args...))

@@ -64,24 +64,34 @@ func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoade
 	defer f.Close()
 	st, _ := f.Stat()
 	begin := time.Now()
-	pr := &progressReader{r: f, ctx: ctx}
-	resp, err := cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
-	if err != nil {
-		return ImageLoaded{}, apiFailure(ctx, h, "load image "+req.Image, err)
-	}
-	defer resp.Body.Close()
-	if err := loadMessages(resp.Body); err != nil {
-		return ImageLoaded{}, swarmAPI(h, "could not load image %s: %v", req.Image, err)
-	}
-	have, err = imageID(ctx, h, cli, req.Image)
-	if err != nil {
+	if _, err := loadInto(ctx, h, cli, f, req.Image, id); err != nil {
 		return ImageLoaded{}, err
-	}
-	if have != id {
-		return ImageLoaded{}, swarmAPI(h, "loaded %s, but it names image %s, not the tarball's %s", req.Image, short(have), short(id))
 	}
 	return ImageLoaded{Host: h.Name, ImageID: id, Changed: true, Message: fmt.Sprintf("loaded %s (%d MB in %s)",
 		req.Image, st.Size()>>20, time.Since(begin).Round(100*time.Millisecond))}, nil
+}
+
+// loadInto loads a `docker save` stream into h's engine (heartbeating with the
+// bytes sent) and checks that image then names the image ID want. It returns the
+// bytes sent.
+func loadInto(ctx context.Context, h remote.Host, cli *client.Client, r io.Reader, image, want string) (int64, error) {
+	pr := &progressReader{r: r, ctx: ctx}
+	resp, err := cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return pr.n, apiFailure(ctx, h, "load image "+image, err)
+	}
+	defer resp.Body.Close()
+	if err := loadMessages(resp.Body); err != nil {
+		return pr.n, swarmAPI(h, "could not load image %s: %v", image, err)
+	}
+	have, err := imageID(ctx, h, cli, image)
+	if err != nil {
+		return pr.n, err
+	}
+	if have != want {
+		return pr.n, swarmAPI(h, "loaded %s, but it names image %s, not %s", image, short(have), short(want))
+	}
+	return pr.n, nil
 }
 
 // imageID is the ID of the image ref names on the host, or "" when none.

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/compose"
 )
 
 // The activities of the SwarmInit and SwarmNodes procedures (swarm_*.go). They
@@ -26,10 +27,15 @@ type Swarm struct {
 	rem typedRemote
 	// poll is how often waits re-read the swarm.
 	poll time.Duration
+	// env is the worker's environment, which secrets, configs and registry
+	// passwords may be read from.
+	env compose.LookupEnv
 }
 
 // NewSwarm returns the swarm activities, reaching hosts through r.
-func NewSwarm(r remote.Remote) *Swarm { return &Swarm{rem: typedRemote{r}, poll: time.Second} }
+func NewSwarm(r remote.Remote) *Swarm {
+	return &Swarm{rem: typedRemote{r}, poll: time.Second, env: osEnv}
+}
 
 // SwarmHostRequest names one host.
 type SwarmHostRequest struct {

@@ -12,29 +12,51 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/clusterflow/clusterflow/internal/compose"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
+
+// fullSpec is what ApplyService builds from a step: compose.ServiceSpec, with the
+// networks resolved as the engine names them.
+func fullSpec(t *testing.T, want playbooks.ServiceStep, netIDs map[string]string) swarm.ServiceSpec {
+	t.Helper()
+	svc, refs := want.ComposeService()
+	full, err := compose.ServiceSpec("", svc, refs)
+	if err != nil && want.Image != "" {
+		t.Fatal(err)
+	}
+	for i, n := range full.TaskTemplate.Networks {
+		full.TaskTemplate.Networks[i].Target = netIDs[n.Target]
+	}
+	return full
+}
 
 func TestServiceSpecAndDiff(t *testing.T) {
 	three := uint64(3)
 	want := playbooks.ServiceStep{Service: "web", Image: "web:2", Replicas: &three, Env: map[string]string{"B": "2", "A": "1"},
-		Ports:    []playbooks.ServicePort{{Published: 8080, Target: 80, Protocol: "tcp"}},
+		Ports:    []playbooks.ServicePort{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 9100, Target: 9100, Protocol: "tcp", Mode: playbooks.PortHost}},
 		Networks: []string{"backend"},
 		Update:   &playbooks.UpdatePolicy{Parallelism: 1, Monitor: playbooks.Duration(5 * time.Second), FailureAction: "rollback", Order: "start-first"}}
+	ids := map[string]string{"backend": "net123"}
 	one := uint64(1)
 	cur := swarm.ServiceSpec{
 		Annotations:  swarm.Annotations{Name: "web", Labels: map[string]string{"keep": "me"}},
 		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "web:1", Env: []string{"A=1"}, Args: []string{"-v"}}},
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
 	}
-	spec := serviceSpec(cur, want, map[string]string{"backend": "net123"})
+	spec, err := serviceSpec(cur, want, fullSpec(t, want, ids))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if cur.TaskTemplate.ContainerSpec.Image != "web:1" || *cur.Mode.Replicated.Replicas != 1 {
 		t.Fatal("serviceSpec changed the current spec")
 	}
 	cs := spec.TaskTemplate.ContainerSpec
+	ports := spec.EndpointSpec.Ports
 	if cs.Image != "web:2" || !slices.Equal(cs.Env, []string{"A=1", "B=2"}) || !slices.Equal(cs.Args, []string{"-v"}) ||
 		spec.Labels["keep"] != "me" || *spec.Mode.Replicated.Replicas != 3 ||
-		spec.TaskTemplate.Networks[0].Target != "net123" || spec.EndpointSpec.Ports[0].PublishMode != swarm.PortConfigPublishModeHost ||
+		spec.TaskTemplate.Networks[0].Target != "net123" || len(ports) != 2 ||
+		ports[0].PublishMode != swarm.PortConfigPublishModeIngress || ports[1].PublishMode != swarm.PortConfigPublishModeHost ||
 		spec.UpdateConfig.FailureAction != "rollback" || spec.UpdateConfig.Order != "start-first" {
 		t.Fatalf("spec %+v", spec)
 	}
@@ -43,7 +65,8 @@ func TestServiceSpecAndDiff(t *testing.T) {
 		t.Errorf("diff %v", diff)
 	}
 	// Applying the same step to the result changes nothing; nil and empty are alike.
-	if d := specDiff(spec, serviceSpec(spec, want, map[string]string{"backend": "net123"})); len(d) != 0 {
+	again, _ := serviceSpec(spec, want, fullSpec(t, want, ids))
+	if d := specDiff(spec, again); len(d) != 0 {
 		t.Errorf("second application differs in %v", d)
 	}
 	empty := spec
@@ -52,8 +75,31 @@ func TestServiceSpecAndDiff(t *testing.T) {
 		t.Errorf("empty placement differs in %v", d)
 	}
 	// A step without fields leaves the service as it is.
-	if d := specDiff(spec, serviceSpec(spec, playbooks.ServiceStep{Service: "web"}, nil)); len(d) != 0 {
+	bare := playbooks.ServiceStep{Service: "web"}
+	same, _ := serviceSpec(spec, bare, fullSpec(t, bare, nil))
+	if d := specDiff(spec, same); len(d) != 0 {
 		t.Errorf("a bare step changes %v", d)
+	}
+	// The whole spec: mode, command, resources, restart policy, secrets.
+	global := playbooks.ServiceStep{Service: "agent", Image: "agent:1", Mode: playbooks.ModeGlobal, Command: []string{"--fast"},
+		Resources:     &playbooks.ServiceResources{Limits: &playbooks.ResourceValues{CPUs: "0.5", MemoryBytes: 64 << 20}},
+		RestartPolicy: &playbooks.RestartPolicy{Condition: playbooks.RestartNone},
+		Secrets:       []playbooks.ObjectRef{{Source: "pw", Target: "/run/pw", Mode: 0o400}}}
+	full := fullSpec(t, global, nil)
+	full.TaskTemplate.ContainerSpec.Secrets[0].SecretID = "sec1"
+	g, err := serviceSpec(spec, global, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Mode.Global == nil || g.Mode.Replicated != nil || g.TaskTemplate.Resources.Limits.NanoCPUs != 5e8 ||
+		g.TaskTemplate.RestartPolicy.Condition != "none" || g.TaskTemplate.ContainerSpec.Secrets[0].File.Mode != 0o400 {
+		t.Fatalf("global spec %+v", g)
+	}
+	if d := specDiff(spec, g); !slices.Equal(d, []string{"image", "mode", "replicas", "command", "secrets", "resources", "restartPolicy"}) {
+		t.Errorf("diff to global %v", d)
+	}
+	if a := appliedOf(g, ServiceApplied{}); a.Mode != playbooks.ModeGlobal || !a.RunsOnce {
+		t.Errorf("applied of a global restart-none service: %+v", a)
 	}
 }
 

@@ -1,8 +1,10 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -38,9 +40,14 @@ type ServiceStatus struct {
 	// RollbackReason is the message of rollback_started: why the update failed.
 	RollbackReason string `json:"rollbackReason,omitempty"`
 	Replicas       uint64 `json:"replicas"`
-	// Running counts the replicas whose up-to-date task runs.
-	Running int             `json:"running"`
-	Nodes   []ServiceOnNode `json:"nodes,omitempty"`
+	// Running counts the replicas whose up-to-date task runs (for a global
+	// service: the nodes).
+	Running int `json:"running"`
+	// Completed and Failed count, for a service whose tasks run once (a job, or
+	// restart condition none), the replicas whose latest task completed or failed.
+	Completed int             `json:"completed,omitempty"`
+	Failed    int             `json:"failed,omitempty"`
+	Nodes     []ServiceOnNode `json:"nodes,omitempty"`
 	// ConvergedAt is when Running first reached Replicas in the current streak
 	// (worker's clock); zero when not converged.
 	ConvergedAt time.Time `json:"convergedAt,omitzero"`
@@ -51,7 +58,8 @@ type ServiceStatus struct {
 	// ("task x on slave01: task: non-zero exit (1)"), read during a rollback.
 	TaskError string `json:"taskError,omitempty"`
 	// Outcome is set once the update is over: ServiceCompleted, ServiceUnchanged,
-	// ServiceRolledBack, ServicePaused.
+	// ServiceRolledBack, ServicePaused, or ServiceTaskFailed (a task that runs once
+	// failed).
 	Outcome string `json:"outcome,omitempty"`
 }
 
@@ -79,7 +87,7 @@ func (s *Swarm) WatchService(ctx context.Context, req WatchServiceRequest) (Serv
 	deadline := time.Now().Add(wait)
 	last := req.Last
 	for {
-		st, err := s.serviceStatus(ctx, req.Manager, cli, req.ServiceID, req.Applied.Since)
+		st, err := s.serviceStatus(ctx, req.Manager, cli, req.ServiceID, req.Applied)
 		if err != nil {
 			return st, err
 		}
@@ -96,14 +104,24 @@ func (s *Swarm) WatchService(ctx context.Context, req WatchServiceRequest) (Serv
 }
 
 // serviceStatus reads the service's update state and counts its tasks.
-func (s *Swarm) serviceStatus(ctx context.Context, m remote.Host, cli *client.Client, id string, since time.Time) (ServiceStatus, error) {
+func (s *Swarm) serviceStatus(ctx context.Context, m remote.Host, cli *client.Client, id string, applied ServiceApplied) (ServiceStatus, error) {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	svc, _, err := cli.ServiceInspectWithRaw(actx, id, swarm.ServiceInspectOptions{})
+	list, err := cli.ServiceList(actx, swarm.ServiceListOptions{Status: true, Filters: filters.NewArgs(filters.Arg("id", id))})
 	if err != nil {
 		return ServiceStatus{}, apiFailure(ctx, m, "read service "+short(id), err)
 	}
-	tasks, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", id), filters.Arg("_up-to-date", "true"))})
+	i := slices.IndexFunc(list, func(svc swarm.Service) bool { return svc.ID == id })
+	if i < 0 {
+		return ServiceStatus{}, serviceNotFound(fmt.Sprintf("service %s was removed while its update was followed", short(id)))
+	}
+	svc := list[i]
+	mode := appliedOf(svc.Spec, ServiceApplied{})
+	tf := filters.NewArgs(filters.Arg("service", id))
+	if !mode.RunsOnce {
+		tf.Add("_up-to-date", "true")
+	}
+	tasks, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: tf})
 	if err != nil {
 		return ServiceStatus{}, apiFailure(ctx, m, "list the tasks of service "+svc.Spec.Name, err)
 	}
@@ -112,21 +130,54 @@ func (s *Swarm) serviceStatus(ctx context.Context, m remote.Host, cli *client.Cl
 		return ServiceStatus{}, err
 	}
 	st := ServiceStatus{Replicas: replicasOf(svc.Spec)}
+	if mode.Mode == playbooks.ModeGlobal || mode.Mode == playbooks.ModeGlobalJob {
+		st.Replicas = eligibleNodes(svc, tasks, nodes, mode.RunsOnce)
+	}
 	if u := svc.UpdateStatus; u != nil {
 		st.UpdateState, st.Message = string(u.State), u.Message
 		if u.StartedAt != nil {
 			st.ConvergedAt = *u.StartedAt // carried to judge, which replaces it
 		}
 	}
-	st.Running, st.Nodes = countTasks(tasks, nodes)
-	if strings.HasPrefix(st.UpdateState, "rollback") {
+	if mode.RunsOnce {
+		if svc.JobStatus != nil {
+			tasks = slices.DeleteFunc(tasks, func(t swarm.Task) bool {
+				return t.JobIteration != nil && t.JobIteration.Index != svc.JobStatus.JobIteration.Index
+			})
+		} else {
+			tasks = slices.DeleteFunc(tasks, func(t swarm.Task) bool { return !t.Meta.CreatedAt.After(applied.Since) && applied.Changed })
+		}
+		st.Running, st.Completed, st.Failed, st.Nodes = countOnce(tasks, nodes, mode.Mode)
+	} else {
+		st.Running, st.Nodes = countTasks(tasks, nodes, mode.Mode == playbooks.ModeGlobal)
+	}
+	if strings.HasPrefix(st.UpdateState, "rollback") || st.Failed > 0 {
 		all, err := cli.TaskList(actx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", id))})
 		if err != nil {
 			return ServiceStatus{}, apiFailure(ctx, m, "list the tasks of service "+svc.Spec.Name, err)
 		}
-		st.TaskError = lastTaskError(all, nodes, since)
+		st.TaskError = lastTaskError(all, nodes, applied.Since)
 	}
 	return st, nil
+}
+
+// eligibleNodes is how many tasks a global service wants: the engine's count when
+// it gives one, else the nodes that have a task meant to run.
+func eligibleNodes(svc swarm.Service, tasks []swarm.Task, nodes []swarm.Node, once bool) uint64 {
+	if svc.ServiceStatus != nil && svc.ServiceStatus.DesiredTasks > 0 {
+		return svc.ServiceStatus.DesiredTasks
+	}
+	down := map[string]bool{}
+	for _, n := range nodes {
+		down[n.ID] = n.Status.State == swarm.NodeStateDown
+	}
+	seen := map[string]bool{}
+	for _, t := range tasks {
+		if t.NodeID != "" && !down[t.NodeID] && (once || t.DesiredState == swarm.TaskStateRunning) {
+			seen[t.NodeID] = true
+		}
+	}
+	return uint64(len(seen))
 }
 
 // lastTaskError describes the service's most recent task failure after since.
@@ -150,44 +201,110 @@ func lastTaskError(tasks []swarm.Task, nodes []swarm.Node, since time.Time) stri
 	return fmt.Sprintf("task %s on %s: %s", short(last.ID), node, last.Status.Err)
 }
 
-// countTasks counts the replicas that run (one per slot, as the CLI does) and
-// the tasks per node; tasks on down nodes are left out.
-func countTasks(tasks []swarm.Task, nodes []swarm.Node) (int, []ServiceOnNode) {
-	name, down := map[string]string{}, map[string]bool{}
-	for _, n := range nodes {
-		name[n.ID] = n.Description.Hostname
-		down[n.ID] = n.Status.State == swarm.NodeStateDown
-	}
-	perNode := map[string]*ServiceOnNode{}
-	running := map[int]bool{}
+// countTasks counts the replicas that run (one per slot, as the CLI does; one
+// per node for a global service) and the tasks per node; tasks on down nodes are
+// left out.
+func countTasks(tasks []swarm.Task, nodes []swarm.Node, global bool) (int, []ServiceOnNode) {
+	c := newNodeCounts(nodes)
+	running := map[string]bool{}
 	for _, t := range tasks {
-		if t.NodeID == "" {
-			continue
-		}
-		n := name[t.NodeID]
-		if n == "" {
-			n = short(t.NodeID)
-		}
-		p := perNode[n]
-		if p == nil {
-			p = &ServiceOnNode{Node: n, Down: down[t.NodeID]}
-			perNode[n] = p
-		}
-		if down[t.NodeID] || t.DesiredState != swarm.TaskStateRunning {
+		p := c.of(t)
+		if p == nil || c.down[t.NodeID] || t.DesiredState != swarm.TaskStateRunning {
 			continue
 		}
 		p.Desired++
 		if t.Status.State == swarm.TaskStateRunning {
 			p.Running++
-			running[t.Slot] = true
+			running[taskKey(t, global)] = true
 		}
 	}
-	out := make([]ServiceOnNode, 0, len(perNode))
-	for _, p := range perNode {
+	return len(running), c.list()
+}
+
+// countOnce counts, for tasks that run once, the replicas (slots, or nodes of a
+// global job) whose latest task runs, completed, or failed.
+func countOnce(tasks []swarm.Task, nodes []swarm.Node, mode string) (running, completed, failed int, on []ServiceOnNode) {
+	c := newNodeCounts(nodes)
+	global := mode == playbooks.ModeGlobal || mode == playbooks.ModeGlobalJob
+	latest := map[string]swarm.Task{}
+	for _, t := range tasks {
+		if c.of(t) == nil || c.down[t.NodeID] {
+			continue
+		}
+		k := taskKey(t, global)
+		if mode == playbooks.ModeReplicatedJob {
+			k = t.ID // every completion is a task of its own
+		}
+		if l, ok := latest[k]; !ok || t.Meta.CreatedAt.After(l.Meta.CreatedAt) {
+			latest[k] = t
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(latest)) {
+		t := latest[k]
+		p := c.of(t)
+		p.Desired++
+		switch t.Status.State {
+		case swarm.TaskStateRunning:
+			p.Running++
+			running++
+		case swarm.TaskStateComplete:
+			completed++
+		case swarm.TaskStateFailed, swarm.TaskStateRejected:
+			failed++
+		}
+	}
+	return running, completed, failed, c.list()
+}
+
+// taskKey is what a task counts for: its slot, or its node for a global service.
+func taskKey(t swarm.Task, global bool) string {
+	if global {
+		return t.NodeID
+	}
+	return fmt.Sprint(t.Slot)
+}
+
+// nodeCounts are the tasks per node being counted.
+type nodeCounts struct {
+	name map[string]string
+	down map[string]bool
+	per  map[string]*ServiceOnNode
+}
+
+func newNodeCounts(nodes []swarm.Node) *nodeCounts {
+	c := &nodeCounts{name: map[string]string{}, down: map[string]bool{}, per: map[string]*ServiceOnNode{}}
+	for _, n := range nodes {
+		c.name[n.ID] = n.Description.Hostname
+		c.down[n.ID] = n.Status.State == swarm.NodeStateDown
+	}
+	return c
+}
+
+// of is the counts of t's node; nil for a task on no node.
+func (c *nodeCounts) of(t swarm.Task) *ServiceOnNode {
+	if t.NodeID == "" {
+		return nil
+	}
+	n := c.name[t.NodeID]
+	if n == "" {
+		n = short(t.NodeID)
+	}
+	p := c.per[n]
+	if p == nil {
+		p = &ServiceOnNode{Node: n, Down: c.down[t.NodeID]}
+		c.per[n] = p
+	}
+	return p
+}
+
+// list is the counts by node name.
+func (c *nodeCounts) list() []ServiceOnNode {
+	out := make([]ServiceOnNode, 0, len(c.per))
+	for _, p := range c.per {
 		out = append(out, *p)
 	}
 	slices.SortFunc(out, func(a, b ServiceOnNode) int { return strings.Compare(a.Node, b.Node) })
-	return len(running), out
+	return out
 }
 
 // rollbackSettle is how long after rollback_completed (beyond the monitor window)
@@ -208,6 +325,12 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 		st.TaskError = last.TaskError
 	}
 	converged := uint64(st.Running) >= st.Replicas
+	if applied.RunsOnce {
+		converged = uint64(st.Running+st.Completed) >= st.Replicas && st.Failed == 0
+		if applied.Mode == playbooks.ModeReplicatedJob || applied.Mode == playbooks.ModeGlobalJob {
+			converged = uint64(st.Completed) >= st.Replicas && st.Failed == 0
+		}
+	}
 	if converged {
 		st.ConvergedAt = last.ConvergedAt
 		if st.ConvergedAt.IsZero() {
@@ -260,7 +383,10 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 			st.Outcome = settled
 		}
 	default: // no update (a creation, a scaling, an equal spec) or not started yet
-		if stable || (converged && !applied.Changed) {
+		switch {
+		case applied.RunsOnce && st.Failed > 0 && applied.Changed:
+			st.Outcome, st.Message = ServiceTaskFailed, cmp.Or(st.TaskError, fmt.Sprintf("%d of its tasks failed", st.Failed))
+		case stable || (converged && !applied.Changed):
 			st.Outcome = settled
 		}
 	}
@@ -270,6 +396,7 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 // sameStatus compares what the workflow shows of two statuses.
 func sameStatus(a, b ServiceStatus) bool {
 	return a.UpdateState == b.UpdateState && a.Message == b.Message && a.Running == b.Running &&
+		a.Completed == b.Completed && a.Failed == b.Failed &&
 		a.Replicas == b.Replicas && a.ConvergedAt.IsZero() == b.ConvergedAt.IsZero() && slices.Equal(a.Nodes, b.Nodes) &&
 		a.RolledBackAt.IsZero() == b.RolledBackAt.IsZero() && a.RollbackReason == b.RollbackReason
 }

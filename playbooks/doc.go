@@ -2,8 +2,10 @@
 // holds the example playbooks shipped with clusterflow (*.yaml in this folder; each is
 // also a test fixture). Invalid playbooks used by tests live in testdata/.
 //
-// It is a leaf package: plain data and parsing, no Temporal, SSH or Docker imports, so
-// the starter, the workflows and the activities can all depend on it.
+// It is a leaf package: plain data and parsing, no Temporal, SSH or engine calls, so
+// the starter, the workflows and the activities can all depend on it. It checks the
+// Compose files of deployStack steps with internal/compose (which speaks Docker's API
+// types but calls nothing).
 //
 // Load reads a playbook file and Parse reads one from memory; both return a Plan (see
 // plan.go) with every default applied and every reference resolved, or an ErrorList.
@@ -103,16 +105,30 @@
 //	      action: fail           # fail (default) | rotate: a rotateCA run renews every certificate
 //	      nodeCertExpiry: 2160h  # action rotate only: as rotateCA
 //	      # kinds deployService (create or update) and updateService (update an existing
-//	      # one), the DeployService workflow; fields left out keep the service's values:
+//	      # one), the DeployService workflow; fields left out keep the service's values
+//	      # (the engine's spec is built by internal/compose.ServiceSpec, as for stacks):
 //	      service: web           # the swarm service's name (required)
 //	      manager: master        # as rotateCA; default: the first of the step's hosts that is a manager
-//	      image: web:2           # required for deployService; no registry is asked (no digest pinning)
-//	      replicas: 3
-//	      env: {MODE: prod}
-//	      ports: ["8080:80", "5353:53/udp"]  # published in host mode on each task's node
+//	      image: web:2           # required for deployService; or {name: web:2, load: web-2.tar}
+//	      mode: replicated       # replicated (default) | global | replicated-job | global-job
+//	      replicas: 3            # replicated and replicated-job only
+//	      env: {MODE: prod}      # lands in history: not for secrets (use secrets)
+//	      entrypoint: [/bin/web] # replaces the image's ENTRYPOINT
+//	      command: [--port, "80"]  # replaces the image's CMD (the arguments)
+//	      workdir: /srv
+//	      user: "1000:1000"
+//	      labels: {team: web}    # the service's labels; containerLabels: each container's
+//	      ports: ["8080:80", "5353:53/udp", {published: 9100, target: 9100, mode: host}]  # ingress (default) | host
 //	      mounts: [{type: volume, source: data, target: /data, readOnly: false}]  # volume | bind | tmpfs
-//	      networks: [backend]    # overlay networks that exist (swarmInit networks)
+//	      networks: [backend, {name: front, aliases: [www]}]  # overlay networks that exist
 //	      constraints: [node.role==worker, node.labels.zone!=b]
+//	      placementPreferences: [node.labels.zone]  # spread tasks over these attributes' values
+//	      maxReplicasPerNode: 1
+//	      resources: {limits: {cpus: 0.5, memory: 64M, pids: 100}, reservations: {cpus: 0.1, memory: 16M}}
+//	      restartPolicy: {condition: on-failure, delay: 5s, maxAttempts: 3, window: 1m}  # none | on-failure | any
+//	      stopGracePeriod: 10s
+//	      secrets: [db_password, {source: tls_key, target: /etc/tls/key, uid: "0", gid: "0", mode: "0400"}]
+//	      configs: [{source: web_conf, target: /etc/web.conf}]   # secrets and configs that exist
 //	      healthCheck: {test: [CMD, /bin/check], interval: 10s, timeout: 3s, retries: 3, startPeriod: 5s}
 //	      updateConfig:          # defaults are the engine's
 //	        parallelism: 1       # tasks at once; 0: all
@@ -122,8 +138,52 @@
 //	        maxFailureRatio: 0.1
 //	        order: start-first   # stop-first (default) | start-first
 //	      rollbackConfig: {...}  # as updateConfig; failureAction pause | continue
-//	      # The step's outcome: changed (completed), unchanged, or failed with
-//	      # "rolled back: <the engine's reason>" or "update paused: <reason>".
+//	      registryAuth:          # a registry's credentials, by reference (deployStack, buildImage too)
+//	        server: registry.example.com:5000
+//	        username: deploy
+//	        passwordEnv: REGISTRY_PASSWORD   # a variable of the worker; or passwordFile: a file in this folder
+//	      # With registryAuth the image's tag is resolved to its digest before the specs are
+//	      # compared (an update of the same tag rolls out) and the credentials go to the
+//	      # engine as --with-registry-auth sends them; they are never in history. The step's
+//	      # outcome: changed (completed), unchanged, or failed with "rolled back: <the
+//	      # engine's reason>" or "update paused: <reason>". A replicated-job, global-job or
+//	      # restartPolicy none service that ran to completion counts as completed.
+//	      # kind deployStack (the DeployStack workflow): a stack from Compose files, as
+//	      # `docker stack deploy -c FILE STACK`, every service followed to an outcome:
+//	      stack: napcore         # required; the prefix of its objects (napcore_web), labelled
+//	                             # com.docker.stack.namespace as docker stack ls/ps/rm expect
+//	      compose: stacks/nap-core/compose.yaml  # relative to this file; or a list, merged in order
+//	      manager: master        # as deployService
+//	      prune: true            # remove the stack's services, secrets and configs the files no longer have
+//	      rollbackOnFailure: true  # one service fails: every service the step changed goes back
+//	                             # to its spec from before the step (one it created is removed)
+//	      registryAuth: {...}    # as deployService
+//	      # The files are checked when the playbook is loaded (starter validate), with the file,
+//	      # line and field of each problem: keys swarm cannot honour (build, depends_on, ...) are
+//	      # refused, ${VAR} reads spec.vars only. Secrets and configs come from files in this
+//	      # folder (file:) or variables of the worker (environment:); their content never enters
+//	      # history: only name, digest and users. Each is created as NAME-<12 hex of its digest>;
+//	      # changed content is a new object, the services move to it, the old one is removed.
+//	      # timeout bounds the wait for the services' outcome (default 10m).
+//	      # kind buildImage (the BuildImage workflow): an image built on one of the step's
+//	      # hosts from a build context in this folder (sent as a tar through the engine API
+//	      # over SSH), then loaded into the step's other hosts (docker save | docker load):
+//	      context: images/web    # a directory relative to this file; no .dockerignore
+//	      dockerfile: Dockerfile # relative to context; default Dockerfile
+//	      tag: clusterflow/web:1 # required; services and stacks name it
+//	      args: {VERSION: "1"}   # build arguments
+//	      target: runtime        # a stage of a multi-stage Dockerfile
+//	      builder: master        # among the step's hosts; default the first
+//	      registryAuth: {...}    # for FROM images of a registry
+//	      # The context's digest (files, modes, Dockerfile, args, target) is a label of the image:
+//	      # the same context is not built again, and hosts that have the image are unchanged.
+//	      # kinds removeService, removeStack, removeNetwork (the Teardown workflow, through a
+//	      # manager) and removeVolume (on each of the step's hosts); absent is unchanged:
+//	      service: web           # removeService: waits until its tasks are gone
+//	      stack: napcore         # removeStack: its services, then its networks, secrets, configs
+//	      network: backend       # removeNetwork: waits until no container uses it
+//	      volume: napcore_data   # removeVolume: refused while a container uses it
+//	      manager: master        # as deployService (not for removeVolume)
 //	      # kind rollingNodeUpgrade (the RollingNodeUpgrade workflow): the engine of the
 //	      # step's swarm nodes, managers one at a time (leader last), then workers in
 //	      # batches; each node drained, upgraded, restarted, Ready, active again, and

@@ -58,8 +58,17 @@ func TestNormalizeAppliesDefaults(t *testing.T) {
 	}
 
 	v := ServiceStep{Service: "web", Ports: []ServicePort{{Published: 80, Target: 8080}}, Mounts: []ServiceMount{{Target: "/data"}}}
-	if ps := v.Normalize(sc); len(ps) > 0 || v.Ports[0].Protocol != "tcp" || v.Mounts[0].Type != "volume" {
+	if ps := v.Normalize(sc); len(ps) > 0 || v.Ports[0].Protocol != "tcp" || v.Ports[0].Mode != PortIngress || v.Mounts[0].Type != "volume" {
 		t.Errorf("service: %+v %v", v, ps)
+	}
+
+	b := BuildImageStep{Dir: "/pb", Context: "images/web", Tag: "web:1"}
+	if ps := b.Normalize(sc); len(ps) > 0 || b.Dockerfile != "Dockerfile" {
+		t.Errorf("build: %+v %v", b, ps)
+	}
+	st := StackStep{Stack: "demo", Compose: []string{"stacks/demo/compose.yaml"}, Dir: "/pb"}
+	if ps := st.Normalize(sc); len(ps) > 0 {
+		t.Errorf("stack: %+v %v", st, ps)
 	}
 }
 
@@ -76,6 +85,25 @@ func TestNormalizeRefuses(t *testing.T) {
 		msg   string
 	}{
 		{"run no command", &RunStep{}, "command", "is required"},
+		{"stack no dir", &StackStep{Stack: "demo", Compose: []string{"c.yaml"}}, "dir", "is required"},
+		{"stack relative dir", &StackStep{Stack: "demo", Compose: []string{"c.yaml"}, Dir: "pb"}, "dir", "must be an absolute path"},
+		{"stack compose not yaml", &StackStep{Stack: "demo", Compose: []string{"c.json"}, Dir: "/pb"}, "compose", "a Compose file's name ends in .yaml"},
+		{"stack compose unclean", &StackStep{Stack: "demo", Compose: []string{"a/./c.yaml"}, Dir: "/pb"}, "compose", "must be a clean relative path"},
+		{"stack compose absolute", &StackStep{Stack: "demo", Compose: []string{"/etc/c.yaml"}, Dir: "/pb"}, "compose", "must be a path relative"},
+		{"stack manager unknown", &StackStep{Stack: "demo", Compose: []string{"c.yaml"}, Dir: "/pb", Manager: "z"}, "manager", "is not in the inventory"},
+		{"stack auth both", &StackStep{Stack: "demo", Compose: []string{"c.yaml"}, Dir: "/pb",
+			RegistryAuth: &RegistryAuth{Server: "r.test", Username: "u", PasswordEnv: "P", PasswordFile: "p"}}, "registryAuth.passwordEnv", "give passwordFile or passwordEnv"},
+		{"stack auth scheme", &StackStep{Stack: "demo", Compose: []string{"c.yaml"}, Dir: "/pb",
+			RegistryAuth: &RegistryAuth{Server: "https://r.test", Username: "u", PasswordEnv: "P"}}, "registryAuth.server", "must be a registry host"},
+		{"build dockerfile outside", &BuildImageStep{Dir: "/pb", Context: "c", Dockerfile: "../Dockerfile", Tag: "w:1"}, "dockerfile", "must stay inside"},
+		{"build tag upper", &BuildImageStep{Dir: "/pb", Context: "c", Tag: "Web:1"}, "tag", "must be an image reference"},
+		{"build arg name", &BuildImageStep{Dir: "/pb", Context: "c", Tag: "w:1", Args: map[string]string{"1X": "y"}}, "args.1X", "a build argument's name"},
+		{"remove op", &RemoveStep{Op: "removeAll", Name: "x"}, "op", "must be removeService"},
+		{"remove name", &RemoveStep{Op: KindRemoveNetwork, Name: "bad name"}, "network", "must be letters"},
+		{"service mode", &ServiceStep{Service: "web", Mode: "daemon"}, "mode", "must be replicated, global"},
+		{"service aliases", &ServiceStep{Service: "web", NetworkAliases: map[string][]string{"front": {"www"}}}, "networkAliases", "aliases for \"front\""},
+		{"service secret mode", &ServiceStep{Service: "web", Secrets: []ObjectRef{{Source: "pw", Mode: 0o1777}}}, "secrets[0].mode", "must be at most 0777"},
+		{"service cpus", &ServiceStep{Service: "web", Resources: &ServiceResources{Limits: &ResourceValues{CPUs: "lots"}}}, "resources.limits.cpus", "must be a number of CPUs"},
 		{"run relative dir", &RunStep{Command: []string{"true"}, Dir: "tmp"}, "dir", "must be an absolute path"},
 		{"run env name", &RunStep{Command: []string{"true"}, Env: map[string]string{"1A": "x"}}, "env.1A", "must be letters"},
 		{"run exit code", &RunStep{Command: []string{"true"}, ExitCodes: []int{0, 300}}, "exitCodes[1]", "between 0 and 255"},

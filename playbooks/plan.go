@@ -41,6 +41,19 @@ const (
 	// KindRollingNodeUpgrade runs the RollingNodeUpgrade workflow: the step's nodes'
 	// engines are upgraded batch by batch, each node drained first.
 	KindRollingNodeUpgrade = "rollingNodeUpgrade"
+
+	// KindDeployStack runs the DeployStack workflow: a stack from Compose files.
+	KindDeployStack = "deployStack"
+	// KindBuildImage runs the BuildImage workflow: an image built on one of the
+	// step's hosts from a build context on the worker, then loaded into the others.
+	KindBuildImage = "buildImage"
+
+	// Teardown kinds run the Teardown workflow. Removing what is not there is
+	// unchanged.
+	KindRemoveService = "removeService"
+	KindRemoveStack   = "removeStack"
+	KindRemoveNetwork = "removeNetwork"
+	KindRemoveVolume  = "removeVolume" // on each of the step's hosts
 )
 
 // What checkCertificates does when a certificate has less than minValidity left.
@@ -123,6 +136,13 @@ type Step struct {
 	Service *ServiceStep `json:"service,omitempty"`
 	// Upgrade is set for kind rollingNodeUpgrade.
 	Upgrade *RollingUpgradeStep `json:"upgrade,omitempty"`
+	// Stack is set for kind deployStack.
+	Stack *StackStep `json:"stack,omitempty"`
+	// BuildImage is set for kind buildImage.
+	BuildImage *BuildImageStep `json:"buildImage,omitempty"`
+	// Remove is set for the teardown kinds: removeService, removeStack,
+	// removeNetwork, removeVolume.
+	Remove *RemoveStep `json:"remove,omitempty"`
 }
 
 // RotateCAStep rotates the swarm's root CA, like `docker swarm ca --rotate`, and

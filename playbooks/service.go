@@ -52,25 +52,64 @@ type ServiceStep struct {
 	// ImageLoad is a `docker save` tarball of Image on the worker's side
 	// (absolute path), loaded into every swarm node that lacks the image: no
 	// registry needed.
-	ImageLoad string            `json:"imageLoad,omitempty"`
-	Replicas  *uint64           `json:"replicas,omitempty"`
-	Env       map[string]string `json:"env"`
-	// Ports are published in host mode (the routing mesh is not used).
-	Ports       []ServicePort  `json:"ports"`
-	Mounts      []ServiceMount `json:"mounts"`
-	Networks    []string       `json:"networks"`
-	Constraints []string       `json:"constraints"`
-	HealthCheck *HealthCheck   `json:"healthCheck,omitempty"`
-	Update      *UpdatePolicy  `json:"updateConfig,omitempty"`
-	Rollback    *UpdatePolicy  `json:"rollbackConfig,omitempty"`
+	ImageLoad string `json:"imageLoad,omitempty"`
+	// Mode: ModeReplicated (what a new service gets), ModeGlobal (one task per
+	// node), ModeReplicatedJob or ModeGlobalJob (tasks run to completion).
+	Mode     string            `json:"mode,omitempty"`
+	Replicas *uint64           `json:"replicas,omitempty"`
+	Env      map[string]string `json:"env"`
+	// Entrypoint replaces the image's ENTRYPOINT; Command its CMD (the
+	// arguments), as in a Compose file.
+	Entrypoint []string `json:"entrypoint"`
+	Command    []string `json:"command"`
+	Workdir    string   `json:"workdir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	// Labels are the service's; ContainerLabels each task's container's.
+	Labels          map[string]string `json:"labels"`
+	ContainerLabels map[string]string `json:"containerLabels"`
+	// Ports are published through the routing mesh (mode ingress, Docker's
+	// default) or on the node of each task (mode host).
+	Ports  []ServicePort  `json:"ports"`
+	Mounts []ServiceMount `json:"mounts"`
+	// Networks are overlay networks that exist; NetworkAliases gives some of them
+	// extra DNS names of the service.
+	Networks       []string            `json:"networks"`
+	NetworkAliases map[string][]string `json:"networkAliases,omitempty"`
+	Constraints    []string            `json:"constraints"`
+	// Preferences spread tasks over the values of node attributes
+	// (node.labels.zone), in order.
+	Preferences        []string          `json:"placementPreferences"`
+	MaxReplicasPerNode *uint64           `json:"maxReplicasPerNode,omitempty"`
+	Resources          *ServiceResources `json:"resources,omitempty"`
+	RestartPolicy      *RestartPolicy    `json:"restartPolicy,omitempty"`
+	StopGracePeriod    Duration          `json:"stopGracePeriod,omitempty"`
+	// Secrets and Configs are swarm objects that exist (a stack's, or made with
+	// docker secret create), mounted as files in each task.
+	Secrets     []ObjectRef   `json:"secrets"`
+	Configs     []ObjectRef   `json:"configs"`
+	HealthCheck *HealthCheck  `json:"healthCheck,omitempty"`
+	Update      *UpdatePolicy `json:"updateConfig,omitempty"`
+	Rollback    *UpdatePolicy `json:"rollbackConfig,omitempty"`
+	// RegistryAuth (with Dir, the playbook's directory, for its passwordFile):
+	// the image is pulled with these credentials and its tag resolved to a digest.
+	RegistryAuth *RegistryAuth `json:"registryAuth,omitempty"`
+	Dir          string        `json:"dir,omitempty"`
 }
 
-// ServicePort publishes Target of each task on Published of its node (host mode).
+// ServicePort publishes Target of each task on Published: of every node through
+// the routing mesh (mode ingress, the default), or of the task's node (mode host).
 type ServicePort struct {
 	Published uint32 `json:"published"`
 	Target    uint32 `json:"target"`
-	Protocol  string `json:"protocol"` // tcp, udp, sctp
+	Protocol  string `json:"protocol"`       // tcp, udp, sctp
+	Mode      string `json:"mode,omitempty"` // PortIngress (default), PortHost
 }
+
+// Port publish modes.
+const (
+	PortIngress = "ingress"
+	PortHost    = "host"
+)
 
 // ServiceMount is a volume, bind or tmpfs mount of each task.
 type ServiceMount struct {
@@ -101,11 +140,13 @@ type UpdatePolicy struct {
 }
 
 // serviceFields are the fields of deployService and updateService.
-var serviceFields = []string{"service", "manager", "image", "replicas", "env", "ports", "mounts", "networks",
-	"constraints", "healthCheck", "updateConfig", "rollbackConfig"}
+var serviceFields = []string{"service", "manager", "image", "mode", "replicas", "env", "entrypoint", "command", "workdir",
+	"user", "labels", "containerLabels", "ports", "mounts", "networks", "constraints", "placementPreferences",
+	"maxReplicasPerNode", "resources", "restartPolicy", "stopGracePeriod", "secrets", "configs", "healthCheck",
+	"updateConfig", "rollbackConfig", "registryAuth"}
 
 // readService reads the fields of a deployService or updateService step.
-func readService(f *file, m *fields, s *Step, _ *stepContext) {
+func readService(f *file, m *fields, s *Step, c *stepContext) {
 	v := &ServiceStep{Create: s.Kind == KindDeployService}
 	s.Service = v
 	if n, p := m.get("service"); n != nil {
@@ -146,11 +187,12 @@ func readService(f *file, m *fields, s *Step, _ *stepContext) {
 		v.Mounts = f.serviceMounts(n, p)
 	}
 	if n, p := m.get("networks"); n != nil {
-		v.Networks, _ = f.stringList(n, p)
+		v.Networks, v.NetworkAliases = f.serviceNetworks(n, p)
 	}
 	if n, p := m.get("constraints"); n != nil {
 		v.Constraints, _ = f.stringList(n, p)
 	}
+	f.readServiceSpec(m, v)
 	if n, p := m.get("healthCheck"); n != nil {
 		v.HealthCheck = f.healthCheck(n, p)
 	}
@@ -160,6 +202,10 @@ func readService(f *file, m *fields, s *Step, _ *stepContext) {
 	if n, p := m.get("rollbackConfig"); n != nil {
 		v.Rollback = f.updatePolicy(n, p)
 	}
+	if v.RegistryAuth = f.readRegistryAuth(m); v.RegistryAuth != nil {
+		v.Dir = f.dir
+	}
+	f.checkServiceSpec(m, v, c)
 }
 
 // normalizeService is the Normalize of the service kinds: the kind decides whether
@@ -198,6 +244,7 @@ func (v *ServiceStep) Normalize(sc Scope) Problems {
 	ps.envNames("env", v.Env)
 	ps.servicePorts(v.Ports)
 	ps.serviceMounts(v.Mounts)
+	ps.serviceSpec(v)
 	for _, list := range []struct {
 		field string
 		items []string
@@ -206,6 +253,7 @@ func (v *ServiceStep) Normalize(sc Scope) Problems {
 	}{
 		{"networks", v.Networks, dockerName, "a network name"},
 		{"constraints", v.Constraints, constraintSpec, "ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, such as node.role==manager"},
+		{"placementPreferences", v.Preferences, spreadSpec, "a node attribute to spread over, such as node.labels.zone"},
 	} {
 		if len(list.items) > maxServiceItems {
 			ps.add(list.field, "lists %d items; the limit is %d", len(list.items), maxServiceItems)
@@ -228,16 +276,21 @@ func (v *ServiceStep) Normalize(sc Scope) Problems {
 	return ps
 }
 
-// servicePorts reads ports: ["8080:80", "5353:53/udp"]. An entry that cannot be
-// read stays in the list, empty, so that the others keep their index.
+// servicePorts reads ports: ["8080:80", "5353:53/udp", {published: 9100, target:
+// 9100, mode: host}]. An entry that cannot be read stays in the list, empty, so
+// that the others keep their index.
 func (f *file) servicePorts(n *yaml.Node, path string) []ServicePort {
-	items, ok := f.list(n, path, `"PUBLISHED:TARGET[/PROTOCOL]" strings`)
+	items, ok := f.list(n, path, `"PUBLISHED:TARGET[/PROTOCOL]" strings or {published, target, protocol, mode} mappings`)
 	if !ok {
 		return nil
 	}
 	ports := make([]ServicePort, len(items))
 	for i, item := range items {
 		p := indexPath(path, i)
+		if item.Kind == yaml.MappingNode {
+			ports[i] = f.portMapping(item, p)
+			continue
+		}
 		v, ok := f.nonEmptyStr(item, p)
 		if !ok {
 			continue
@@ -254,8 +307,36 @@ func (f *file) servicePorts(n *yaml.Node, path string) []ServicePort {
 	return ports
 }
 
-// servicePorts checks ports: numbers 1..65535, a protocol (default tcp), each
-// published port once.
+// portMapping reads {published, target, protocol, mode}.
+func (f *file) portMapping(n *yaml.Node, path string) ServicePort {
+	var port ServicePort
+	m := f.mapping(n, path)
+	if m == nil {
+		return port
+	}
+	f.checkKeys(m, "published", "target", "protocol", "mode")
+	for _, k := range []struct {
+		key string
+		to  *uint32
+	}{{"published", &port.Published}, {"target", &port.Target}} {
+		if v, vp := m.get(k.key); v != nil {
+			x, _ := f.integer(v, vp, 1, 65535)
+			*k.to = uint32(x)
+		} else {
+			f.missing(m, k.key, "a port between 1 and 65535")
+		}
+	}
+	if v, vp := m.get("protocol"); v != nil {
+		port.Protocol, _ = f.nonEmptyStr(v, vp)
+	}
+	if v, vp := m.get("mode"); v != nil {
+		port.Mode, _ = f.nonEmptyStr(v, vp)
+	}
+	return port
+}
+
+// servicePorts checks ports: numbers 1..65535, a protocol (default tcp), a mode
+// (default ingress), each published port once.
 func (ps *Problems) servicePorts(ports []ServicePort) {
 	if len(ports) > maxServiceItems {
 		ps.add("ports", "lists %d ports; the limit is %d", len(ports), maxServiceItems)
@@ -265,11 +346,16 @@ func (ps *Problems) servicePorts(ports []ServicePort) {
 		if port.Protocol == "" {
 			port.Protocol = "tcp"
 		}
+		if port.Mode == "" {
+			port.Mode = PortIngress
+		}
 		switch {
 		case port.Published < 1 || port.Published > 65535 || port.Target < 1 || port.Target > 65535:
 			ps.add(field, "ports must be between 1 and 65535, got %d:%d", port.Published, port.Target)
 		case port.Protocol != "tcp" && port.Protocol != "udp" && port.Protocol != "sctp":
 			ps.add(field, "protocol must be tcp, udp or sctp, got %s", quote(port.Protocol))
+		case port.Mode != PortIngress && port.Mode != PortHost:
+			ps.add(field+".mode", "must be ingress (the routing mesh, the default) or host (the node of each task), got %s", quote(port.Mode))
 		case slices.ContainsFunc(ports[:i], func(o ServicePort) bool { return o.Published == port.Published && o.Protocol == port.Protocol }):
 			ps.add(field, "port %d/%s is published twice", port.Published, port.Protocol)
 		}

@@ -54,7 +54,7 @@ spec:
 	three := uint64(3)
 	want := &ServiceStep{
 		Create: true, Service: "web", Image: "nginx:1.27", Replicas: &three, Env: map[string]string{"MODE": "prod"},
-		Ports:       []ServicePort{{8080, 80, "tcp"}, {5353, 53, "udp"}},
+		Ports:       []ServicePort{{8080, 80, "tcp", PortIngress}, {5353, 53, "udp", PortIngress}},
 		Mounts:      []ServiceMount{{Type: "volume", Source: "data", Target: "/data"}, {Type: "bind", Source: "/etc/web", Target: "/etc/web", ReadOnly: true}},
 		Networks:    []string{"backend"},
 		Constraints: []string{"node.role==worker", "node.labels.zone != b"},

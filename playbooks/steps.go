@@ -82,6 +82,14 @@ var stepKinds = map[string]stepKind{
 	KindRollingNodeUpgrade: {fields: []string{"source", "version", "mirror", "packages", "daemonConfig", "users",
 		"manager", "maxUnavailable", "approval", "backup"}, read: readRollingUpgrade,
 		normalize: settingsOf("upgrade", func(s *Step) *RollingUpgradeStep { return s.Upgrade })},
+	KindDeployStack: {fields: stackFields, read: readStack,
+		normalize: settingsOf("stack", func(s *Step) *StackStep { return s.Stack })},
+	KindBuildImage: {fields: []string{"context", "dockerfile", "tag", "args", "target", "builder", "registryAuth"},
+		read: readBuildImage, normalize: settingsOf("buildImage", func(s *Step) *BuildImageStep { return s.BuildImage })},
+	KindRemoveService: {fields: []string{"service", "manager"}, read: readRemove, normalize: normalizeRemove},
+	KindRemoveStack:   {fields: []string{"stack", "manager"}, read: readRemove, normalize: normalizeRemove},
+	KindRemoveNetwork: {fields: []string{"network", "manager"}, read: readRemove, normalize: normalizeRemove},
+	KindRemoveVolume:  {fields: []string{"volume"}, read: readRemove, normalize: normalizeRemove},
 }
 
 // Kinds lists the step kinds, sorted.

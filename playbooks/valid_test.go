@@ -296,7 +296,9 @@ func TestExamples(t *testing.T) {
 	root := t.TempDir()
 	copyTree(t, ".", filepath.Join(root, "playbooks"), func(rel string) bool {
 		return filepath.Ext(rel) == ".yaml" && !strings.Contains(rel, string(filepath.Separator)) ||
-			strings.HasPrefix(rel, "files"+string(filepath.Separator))
+			strings.HasPrefix(rel, "files"+string(filepath.Separator)) ||
+			strings.HasPrefix(rel, "stacks"+string(filepath.Separator)) ||
+			strings.HasPrefix(rel, "images"+string(filepath.Separator))
 	})
 	// The shape lab/inventory.go writes.
 	inv := `# Written by ` + "`lab up`" + ` (clusterflow lab); rewritten on every run: do not edit.

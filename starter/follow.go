@@ -117,7 +117,7 @@ func (f *follower) query(ctx context.Context) *workflows.Progress {
 }
 
 func (f *follower) show(p *workflows.Progress) {
-	notice := f.approvalNotice(p)
+	notice := f.approvalNotice(p) + f.stackNotice(p)
 	switch {
 	case f.output == "json":
 	case f.tty:
@@ -143,16 +143,70 @@ func (f *follower) approvalNotice(p *workflows.Progress) string {
 		if s.Kind != playbooks.KindRollingNodeUpgrade || s.Status != workflows.StepRunning {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
-		v, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
-		cancel()
 		var up workflows.RollingUpgradeProgress
-		if err != nil || v.Get(&up) != nil || up.Waiting == 0 {
+		if !f.stepProgress(i, s, &up) || up.Waiting == 0 {
 			continue
 		}
 		return fmt.Sprintf("step %d waits for approval of batch %d of %d: starter approve %s\n", i+1, up.Waiting, up.Batches, strings.TrimPrefix(f.id, "playbook/"))
 	}
 	return ""
+}
+
+// stepProgress reads the progress query of step i's procedure into v; false when
+// it does not answer.
+func (f *follower) stepProgress(i int, s workflows.StepState, v any) bool {
+	qctx, cancel := context.WithTimeout(f.ctxOrBackground(), 2*time.Second)
+	defer cancel()
+	res, err := f.s.t.Client.QueryWorkflow(qctx, fmt.Sprintf("%s/%d-%s", f.id, i+1, s.Kind), "", workflows.ProgressQuery)
+	return err == nil && res.Get(v) == nil
+}
+
+// stackNotice shows the services of a running deployStack step, one line each:
+// what was sent, the update's state, the tasks, the outcome.
+func (f *follower) stackNotice(p *workflows.Progress) string {
+	var b strings.Builder
+	for i, s := range p.Steps {
+		if s.Kind != playbooks.KindDeployStack || s.Status != workflows.StepRunning {
+			continue
+		}
+		var st workflows.DeployStackProgress
+		if !f.stepProgress(i, s, &st) {
+			continue
+		}
+		fmt.Fprintf(&b, "step %d stack %s: %s\n", i+1, st.Stack, st.Phase)
+		for _, svc := range st.Services {
+			fmt.Fprintf(&b, "  %-16s %s\n", clip(svc.Key, 16), serviceLine(svc))
+		}
+	}
+	return b.String()
+}
+
+// serviceLine is one service of a stack as the terminal shows it.
+func serviceLine(s workflows.StackServiceState) string {
+	parts := []string{}
+	if s.Applied != "" {
+		parts = append(parts, s.Applied)
+	}
+	if s.Status.UpdateState != "" {
+		parts = append(parts, "update "+s.Status.UpdateState)
+	}
+	if s.ServiceID != "" {
+		if s.Status.Completed > 0 {
+			parts = append(parts, fmt.Sprintf("%d/%d completed", s.Status.Completed, s.Status.Replicas))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d/%d running", s.Status.Running, s.Status.Replicas))
+		}
+	}
+	if s.Outcome != "" {
+		parts = append(parts, s.Outcome)
+	}
+	if s.Rollback != "" {
+		parts = append(parts, "rollback: "+s.Rollback)
+	}
+	if len(parts) == 0 {
+		return "pending"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printChanges prints one line per host whose state changed since the last poll.

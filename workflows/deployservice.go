@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,23 +124,12 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 
 	// Step 3. The manager: the one the step names, else the first of the step's hosts
 	// that answers as a manager.
-	var manager remote.Host
-	if svc.Manager != "" {
-		h, ok := hostNamed(in.Cluster, svc.Manager)
-		if !ok {
-			h, ok = hostNamed(in.Hosts, svc.Manager)
+	manager, err := serviceManager(ctx, svc.Manager, in.Hosts, in.Cluster, "service.manager")
+	if err != nil {
+		if isInvalidInput(err) {
+			return nil, err
 		}
-		if !ok {
-			return nil, invalidInput(fmt.Sprintf("service.manager %q is not among the cluster's hosts", svc.Manager))
-		}
-		manager = h
-	} else {
-		var name string
-		if err := workflow.ExecuteActivity(opts("find a swarm manager"), swarmActs.FindManager,
-			activities.FindManagerRequest{Candidates: in.Hosts}).Get(ctx, &name); err != nil {
-			return finish(ServiceFailed, errorMessage(err))
-		}
-		manager, _ = hostNamed(in.Hosts, name)
+		return finish(ServiceFailed, errorMessage(err))
 	}
 	res.Manager, prog.Manager = manager.Name, manager.Name
 	publishService(ctx, prog)
@@ -171,27 +161,12 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	deadline := workflow.Now(ctx).Add(timeout)
-	wctx := workflow.WithActivityOptions(ctx, watchOptions)
-	var st activities.ServiceStatus
-	for st.Outcome == "" {
-		if !workflow.Now(ctx).Before(deadline) {
-			return finish(ServiceFailed, fmt.Sprintf("%s; no outcome after %s: %s", applied.Message, timeout, statusText(st)))
-		}
-		wait := min(time.Minute, deadline.Sub(workflow.Now(ctx)))
-		var next activities.ServiceStatus
-		err := workflow.ExecuteActivity(wctx, swarmActs.WatchService, activities.WatchServiceRequest{
-			Manager: manager, ServiceID: applied.ServiceID, Applied: applied, Last: st, MaxWait: playbooks.Duration(wait),
-		}).Get(ctx, &next)
-		if err != nil {
-			if temporal.IsCanceledError(err) || ctx.Err() != nil {
-				return finish(ServiceFailed, "cancelled while the update ran")
-			}
-			return finish(ServiceFailed, applied.Message+"; watching the update failed: "+errorMessage(err))
-		}
-		st = next
+	st, msg := followService(ctx, manager, applied, timeout, func(st activities.ServiceStatus) {
 		res.Status, prog.Status = &st, st
 		publishService(ctx, prog)
+	})
+	if msg != "" {
+		return finish(ServiceFailed, msg)
 	}
 
 	// Step 7. The outcome.
@@ -200,9 +175,71 @@ func DeployService(ctx workflow.Context, in DeployServiceInput) (*DeployServiceR
 		return finish(st.Outcome, "rolled back: "+st.RollbackReason)
 	case activities.ServicePaused:
 		return finish(st.Outcome, "update paused: "+st.Message)
+	case activities.ServiceTaskFailed:
+		return finish(st.Outcome, applied.Message+"; a task failed: "+st.Message)
 	default:
 		return finish(st.Outcome, fmt.Sprintf("%s%s; %s", imagesText(res.Images), applied.Message, statusText(st)))
 	}
+}
+
+// serviceManager is the manager a service or stack step works through: the host
+// it names (field, among the cluster's hosts, then the step's; an InvalidInput
+// error when none), else the first of the step's hosts that answers as a manager.
+func serviceManager(ctx workflow.Context, name string, hosts, cluster []remote.Host, field string) (remote.Host, error) {
+	if name != "" {
+		h, ok := hostNamed(cluster, name)
+		if !ok {
+			h, ok = hostNamed(hosts, name)
+		}
+		if !ok {
+			return remote.Host{}, invalidInput(fmt.Sprintf("%s %q is not among the cluster's hosts", field, name))
+		}
+		return h, nil
+	}
+	var found string
+	if err := workflow.ExecuteActivity(withSummary(ctx, swarmOptions, "find a swarm manager"), swarmActs.FindManager,
+		activities.FindManagerRequest{Candidates: hosts}).Get(ctx, &found); err != nil {
+		return remote.Host{}, err
+	}
+	h, _ := hostNamed(hosts, found)
+	return h, nil
+}
+
+// isInvalidInput reports whether err is the workflow's own InvalidInput.
+func isInvalidInput(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == ErrInvalidInput
+}
+
+// followService calls WatchService until the service's update has an outcome or
+// timeout passes, seen getting each status as it comes. Each call returns when what it sees
+// changes (or after a minute), so whoever shows the statuses stays current. It
+// returns the last status, and why it has no outcome ("" when it has one): the
+// deadline passed, the run was cancelled, or watching failed.
+func followService(ctx workflow.Context, manager remote.Host, applied activities.ServiceApplied, timeout time.Duration,
+	seen func(activities.ServiceStatus)) (activities.ServiceStatus, string) {
+	deadline := workflow.Now(ctx).Add(timeout)
+	wctx := workflow.WithActivityOptions(ctx, watchOptions)
+	var st activities.ServiceStatus
+	for st.Outcome == "" {
+		if !workflow.Now(ctx).Before(deadline) {
+			return st, fmt.Sprintf("%s; no outcome after %s: %s", applied.Message, timeout, statusText(st))
+		}
+		wait := min(time.Minute, deadline.Sub(workflow.Now(ctx)))
+		var next activities.ServiceStatus
+		err := workflow.ExecuteActivity(wctx, swarmActs.WatchService, activities.WatchServiceRequest{
+			Manager: manager, ServiceID: applied.ServiceID, Applied: applied, Last: st, MaxWait: playbooks.Duration(wait),
+		}).Get(ctx, &next)
+		if err != nil {
+			if temporal.IsCanceledError(err) || ctx.Err() != nil {
+				return st, "cancelled while the update ran"
+			}
+			return st, applied.Message + "; watching the update failed: " + errorMessage(err)
+		}
+		st = next
+		seen(st)
+	}
+	return st, ""
 }
 
 // loadImages loads service.imageLoad into every ready, active swarm node, each
@@ -282,7 +319,8 @@ func imagesText(images []activities.ImageLoaded) string {
 	return fmt.Sprintf("image loaded on %d of %d nodes; ", n, len(images))
 }
 
-// statusText sums up a status: "3/3 running (master 1/1, slave01 1/1, slave02 1/1)".
+// statusText sums up a status: "3/3 running (master 1/1, slave01 1/1, slave02 1/1)",
+// or, for tasks that run once, "2/2 completed".
 func statusText(st activities.ServiceStatus) string {
 	var nodes []string
 	for _, n := range st.Nodes {
@@ -293,6 +331,16 @@ func statusText(st activities.ServiceStatus) string {
 		nodes = append(nodes, s)
 	}
 	text := fmt.Sprintf("%d/%d running", st.Running, st.Replicas)
+	if st.Completed > 0 || st.Failed > 0 {
+		text = fmt.Sprintf("%d/%d completed", st.Completed, st.Replicas)
+		if st.Running > 0 {
+			text += fmt.Sprintf(", %d running", st.Running)
+		}
+		if st.Failed > 0 {
+			text += fmt.Sprintf(", %d failed", st.Failed)
+		}
+		nodes = nil // tasks that ran once: per node they are all 0 of 1
+	}
 	if len(nodes) > 0 {
 		text += " (" + strings.Join(nodes, ", ") + ")"
 	}

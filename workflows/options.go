@@ -171,7 +171,17 @@ var (
 		WaitForCancellation: true,
 		RetryPolicy:         swarmOptions.RetryPolicy,
 	}
-	// imageLoadOptions serve LoadImage: a large tarball over a slow link.
+	// buildOptions serve BuildImage: a build takes minutes; heartbeats come every
+	// few seconds whatever the builder prints. A failed build is final; a retry
+	// after a dead worker finds the image built, or builds again.
+	buildOptions = func() workflow.ActivityOptions {
+		o := swarmOptions
+		o.StartToCloseTimeout = time.Hour
+		o.RetryPolicy = hostRetry(3, 30*time.Second)
+		return o
+	}()
+	// imageLoadOptions serve LoadImage and DistributeImage: a large image over a
+	// slow link.
 	imageLoadOptions = func() workflow.ActivityOptions {
 		o := swarmOptions
 		o.StartToCloseTimeout = 30 * time.Minute

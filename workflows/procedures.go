@@ -50,6 +50,15 @@ var procedures = []procedure{
 	procedureOf(RollingNodeUpgradeName, RollingNodeUpgrade, func(c stepCall) RollingUpgradeInput {
 		return RollingUpgradeInput{Hosts: c.hosts, Cluster: c.cluster, Upgrade: *c.step.Upgrade, Timeout: c.step.Timeout}
 	}, playbooks.KindRollingNodeUpgrade),
+	procedureOf(DeployStackName, DeployStack, func(c stepCall) DeployStackInput {
+		return DeployStackInput{Hosts: c.hosts, Cluster: c.cluster, Stack: *c.step.Stack, Timeout: c.step.Timeout}
+	}, playbooks.KindDeployStack),
+	procedureOf(BuildImageName, BuildImage, func(c stepCall) BuildImageInput {
+		return BuildImageInput{Hosts: c.hosts, Build: *c.step.BuildImage, Parallel: c.step.Parallel}
+	}, playbooks.KindBuildImage),
+	procedureOf(TeardownName, Teardown, func(c stepCall) TeardownInput {
+		return TeardownInput{Hosts: c.hosts, Cluster: c.cluster, Remove: *c.step.Remove, Timeout: c.step.Timeout}
+	}, playbooks.KindRemoveService, playbooks.KindRemoveStack, playbooks.KindRemoveNetwork, playbooks.KindRemoveVolume),
 }
 
 // procedure is one entry of the table.

@@ -42,8 +42,8 @@ func TestEveryStepKindRuns(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	if len(registeredNames) != 11 {
-		t.Errorf("%d registered workflows, want the 11 whose histories are kept", len(registeredNames))
+	if len(registeredNames) != 14 {
+		t.Errorf("%d registered workflows, want the 14 whose histories are kept", len(registeredNames))
 	}
 }
 

@@ -79,10 +79,20 @@ func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	return st, nil
 }
 
+// CheckStackName is nil when name can name a stack: a Compose project name that
+// also prefixes the stack's swarm object names.
+func CheckStackName(name string) error {
+	if !stackName.MatchString(name) || len(name) > maxStackName {
+		return fmt.Errorf("stack name %s: must be lowercase letters, digits, - and _ (at most %d), starting with a letter or digit", quote(name), maxStackName)
+	}
+	return nil
+}
+
 func checkOptions(o LoadOptions) error {
+	if err := CheckStackName(o.Stack); err != nil {
+		return err
+	}
 	switch {
-	case !stackName.MatchString(o.Stack) || len(o.Stack) > maxStackName:
-		return fmt.Errorf("stack name %s: must be lowercase letters, digits, - and _ (at most %d), starting with a letter or digit", quote(o.Stack), maxStackName)
 	case len(o.Files) == 0:
 		return errors.New("no Compose file given")
 	case len(o.Files) > maxComposeFiles:

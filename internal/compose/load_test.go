@@ -168,8 +168,8 @@ func TestWorkerEnvironmentNotRead(t *testing.T) {
 func TestDemoStack(t *testing.T) {
 	st := loadValid(t, LoadOptions{Root: "../../playbooks", Files: []string{"stacks/demo/compose.yaml"}, Stack: "demo"})
 	web := service(t, st, "web")
-	if p := web.EndpointSpec.Ports; len(p) != 1 || p[0].PublishMode != swarm.PortConfigPublishModeIngress || p[0].PublishedPort != 8080 {
-		t.Errorf("web ports %+v; want 8080 in ingress mode", p)
+	if p := web.EndpointSpec.Ports; len(p) != 1 || p[0].PublishMode != swarm.PortConfigPublishModeIngress || p[0].PublishedPort != 8088 {
+		t.Errorf("web ports %+v; want 8088 in ingress mode", p)
 	}
 	if r := web.Mode.Replicated; r == nil || *r.Replicas != 3 {
 		t.Errorf("web mode %+v", web.Mode)

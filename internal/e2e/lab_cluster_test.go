@@ -16,7 +16,7 @@ import (
 // TestLabClusterPlaybook runs playbooks/cluster.yaml, the README's first command, as
 // a user would (starter run, real worker process, embedded Temporal server) on 3
 // fresh lab nodes: SSH keys, Docker, a 3-server Consul cluster, a swarm with an
-// overlay network and a replicated service. It reads the result back through the
+// overlay network, an image built on the cluster and a replicated web service. It reads the result back through the
 // engines' and Consul's APIs, runs the playbook again (nothing may change), and scans
 // every event of every run's history for the join tokens and the gossip key.
 func TestLabClusterPlaybook(t *testing.T) {
@@ -44,8 +44,15 @@ func TestLabClusterPlaybook(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "web to run 3 replicas", func() bool {
 		out, _ := nodeShErr("master", "docker service ls --filter name=web --format '{{.Replicas}}'")
-		return out == "3/3"
+		return out == "3/3 (max 1 per node)"
 	})
+	// The image was built on master from playbooks/images/web and loaded into the
+	// others; every node's task answers on its own port 8080 (host mode).
+	for _, n := range []string{"master", "slave01", "slave02"} {
+		if body := httpGet(t, "http://"+labAddr(t, n)+":8080/"); !strings.Contains(body, "version 1") {
+			t.Errorf("web on %s: %q", n, body)
+		}
+	}
 	// Consul: a leader, 3 voters, 3 alive members, as the agents' HTTP API says.
 	peers := nodeSh(t, "slave02", "consul operator raft list-peers")
 	members := nodeSh(t, "slave01", "consul members")
@@ -82,6 +89,7 @@ func (c *cluster) clusterPlaybook(state, name string) string {
 	if err := os.WriteFile(pb, []byte(text), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
+	copyDir(c.t, filepath.Join("..", "..", "playbooks", "images"), filepath.Join(c.dir, "images"))
 	return pb
 }
 
