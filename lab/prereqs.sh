@@ -41,6 +41,7 @@ missing_packages() {
 	need pgrep procps            # tests look for leftover remote processes
 	need sudo sudo               # the upload activity's sudo path is tested
 	need chromium chromium       # the Web UI test drives Debian's headless Chromium
+	need /usr/lib/postgresql/15/bin/initdb postgresql  # TestServerCluster's database (internal/pgtest)
 }
 
 # engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).
