@@ -60,6 +60,9 @@ type Server struct {
 
 // Available reports why PostgreSQL cannot run here, or nil.
 func Available() error {
+	if _, err := exec.LookPath("psql"); err != nil {
+		return errors.New("pgtest: psql not found: apt-get install postgresql (it brings postgresql-client)")
+	}
 	for _, p := range []string{"initdb", "postgres", "pg_isready"} {
 		if _, err := os.Stat(filepath.Join(BinDir, p)); err != nil {
 			return fmt.Errorf("pgtest: %s not found in %s: apt-get install postgresql (Debian's PostgreSQL 15)", p, BinDir)
@@ -126,6 +129,18 @@ func (s *Server) URL(db string) string {
 func (s *Server) Password() string {
 	b, _ := os.ReadFile(s.PasswordFile)
 	return strings.TrimSpace(string(b))
+}
+
+// SQL runs statements in database db as User with Debian's psql and returns its
+// unaligned output.
+func (s *Server) SQL(db, statements string) (string, error) {
+	cmd := exec.Command("psql", "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "-U", User, "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", statements)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+s.Password(), "PGCONNECT_TIMEOUT=10")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("psql: %w: %s", err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Log is the server's log so far.

@@ -2,33 +2,32 @@ package pgtest
 
 import (
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 )
 
-// TestServer starts a server and logs in with the password from its file, over TCP
-// on loopback, with Debian's psql.
+// TestServer starts a server and logs in over TCP on loopback with the password
+// from its file (and not with another).
 func TestServer(t *testing.T) {
 	s := New(t, Options{NoFsync: true})
-	psql, err := exec.LookPath("psql")
-	if err != nil {
-		t.Skip("psql not installed (postgresql-client)")
-	}
-	run := func(password string) (string, error) {
-		cmd := exec.Command(psql, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "-U", User, "-d", "postgres", "-Atc", "SELECT current_user")
-		cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=10")
-		out, err := cmd.CombinedOutput()
-		return strings.TrimSpace(string(out)), err
-	}
-	if out, err := run(s.Password()); err != nil || out != User {
+	if out, err := s.SQL("postgres", "SELECT current_user"); err != nil || out != User {
 		t.Fatalf("psql with the password: %v: %s\n%s", err, out, s.Log())
 	}
-	if out, err := run("wrong"); err == nil || !strings.Contains(out, "password authentication failed") {
+	right := s.Password()
+	if err := writePassword(s, "wrong"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.SQL("postgres", "SELECT 1"); err == nil || !strings.Contains(out, "password authentication failed") {
 		t.Fatalf("psql with a wrong password: %v: %s", err, out)
 	}
-	if !strings.HasPrefix(s.URL("temporal"), "postgres://"+User+"@127.0.0.1:") || strings.Contains(s.URL("temporal"), s.Password()) {
-		t.Errorf("URL %q", s.URL("temporal"))
+	if err := writePassword(s, right); err != nil {
+		t.Fatal(err)
 	}
+	if u := s.URL("temporal"); !strings.HasPrefix(u, "postgres://"+User+"@127.0.0.1:") || strings.Contains(u, right) {
+		t.Errorf("URL %q", u)
+	}
+}
+
+func writePassword(s *Server, pw string) error {
+	return os.WriteFile(s.PasswordFile, []byte(pw+"\n"), 0o600)
 }
