@@ -101,9 +101,9 @@ type Temporal struct {
 }
 
 // DefaultPGShards is the history shard count of a new PostgreSQL database: enough to
-// spread history over a few dozen server processes, cheap enough for two (each
-// shard polls its task queues; 512, Temporal's choice for large clusters, costs
-// two idle servers on 2 cores about a tenth of a core more).
+// spread history over a few dozen server processes, cheap enough for two (each shard
+// polls its task queues: two idle servers used 0.046 cores with 64 and 0.098 with
+// 512, Temporal's choice for large clusters; docs/BENCHMARKS.md, section 6).
 const DefaultPGShards = 64
 
 // ClusterPortCount is how many ports from ClusterPorts the embedded server takes:
