@@ -143,6 +143,9 @@ func (s *Server) SQL(db, statements string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Pid is the postmaster's process ID (its backends are its children).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Log is the server's log so far.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, "postgres.log"))
