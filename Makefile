@@ -54,9 +54,10 @@ test-unit:
 	CLUSTERFLOW_REQUIRE_SSHD=1 $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Integration: the real embedded Temporal server in its own process, real sshd,
-# worker processes killed with SIGKILL.
+# worker processes killed with SIGKILL; TestServerCluster runs two servers on a
+# PostgreSQL of its own (Debian's postgresql, run as the postgres account) with mTLS.
 test-integration:
-	CLUSTERFLOW_REQUIRE_SSHD=1 $(GO) test -tags integration -count=1 -timeout 20m ./internal/e2e/...
+	CLUSTERFLOW_REQUIRE_SSHD=1 CLUSTERFLOW_REQUIRE_POSTGRES=1 $(GO) test -tags integration -count=1 -timeout 20m ./internal/e2e/...
 
 # Lab: Debian nodes in containers with their own sshd (and Docker engine).
 # The embedded Web UI in Debian's headless Chromium (loopback only): start RunPlaybook

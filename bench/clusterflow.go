@@ -19,12 +19,17 @@ var runSeq atomic.Int64
 // startPlaybook loads a playbook as the starter does and starts RunPlaybook with it
 // under a fresh workflow ID.
 func (e *env) startPlaybook(ctx context.Context, path string) (client.WorkflowRun, error) {
+	return startRun(ctx, e.client, path)
+}
+
+// startRun is startPlaybook on the cluster c reaches.
+func startRun(ctx context.Context, c client.Client, path string) (client.WorkflowRun, error) {
 	plan, err := playbooks.Load(path)
 	if err != nil {
 		return nil, err
 	}
 	id := fmt.Sprintf("bench/%s/%d-%d", plan.Name, time.Now().Unix(), runSeq.Add(1))
-	return e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.RunPlaybook, workflows.RunPlaybookInput{Plan: plan})

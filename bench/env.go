@@ -123,6 +123,11 @@ func (e *env) startProc(label string, args ...string) (*exec.Cmd, <-chan struct{
 }
 
 func (e *env) startProcReady(label, readyLine string, args ...string) (*exec.Cmd, <-chan struct{}, error) {
+	return e.startProcEnv(label, readyLine, nil, args...)
+}
+
+// startProcEnv is startProcReady with extra environment, which wins over the rest.
+func (e *env) startProcEnv(label, readyLine string, extraEnv []string, args ...string) (*exec.Cmd, <-chan struct{}, error) {
 	cmd := exec.Command(filepath.Join(e.bin, "worker"), args...)
 	cmd.Env = append(os.Environ(), "CLUSTERFLOW_LOG_LEVEL=warn", "CLUSTERFLOW_METRICS_ADDRESS=off")
 	if args[0] == "server" {
@@ -130,6 +135,7 @@ func (e *env) startProcReady(label, readyLine string, args ...string) (*exec.Cmd
 	} else {
 		cmd.Env = append(cmd.Env, "CLUSTERFLOW_PPROF_ADDRESS="+e.pprof)
 	}
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.OpenFile(filepath.Join(e.dir, label+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

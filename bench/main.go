@@ -5,7 +5,9 @@
 //  2. per-step overhead: 20 trivial steps on one host;
 //  3. cluster bootstrap: docker.io and a swarm on 3 fresh lab nodes;
 //  4. file transfer: 200 MB to a lab node, upload step against scp;
-//  5. resume latency after a worker is killed.
+//  5. resume latency after a worker is killed;
+//  6. (-only cluster, not by default) throughput of the embedded server on SQLite
+//     against a cluster of two server processes on PostgreSQL (Debian's package).
 //
 // Run it from the repository root as root: `make bench` or `go run ./bench`. It
 // installs what it compares against (Ansible, OpenSSH) with apt-get when missing,
@@ -43,7 +45,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	only := fs.String("only", "fanout,steps,bootstrap,transfer,resume", "benchmarks to run, comma-separated")
+	only := fs.String("only", "fanout,steps,bootstrap,transfer,resume", "benchmarks to run, comma-separated (cluster: section 6, not run by default)")
 	sizes := fs.String("sizes", "10,100,500", "fan-out host counts")
 	rounds := fs.Int("rounds", 5, "measured runs per figure (medians are reported)")
 	largeRounds := fs.Int("large-rounds", 3, "measured runs for fan-out sizes of 500 hosts and more, and the lab benchmarks")
@@ -70,8 +72,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat("go.mod"); err != nil {
 		return fmt.Errorf("run from the repository root (go run ./bench)")
 	}
-	if err := prereqs(stderr); err != nil {
-		return err
+	// Section 6 compares clusterflow with itself: it needs no Ansible.
+	compares := want["fanout"] || want["steps"] || want["bootstrap"] || want["transfer"]
+	if compares {
+		if err := prereqs(stderr); err != nil {
+			return err
+		}
 	}
 	begin := time.Now()
 	e, err := newEnv(ctx, stderr)
@@ -79,11 +85,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer e.close()
-	a, err := newAnsible(filepath.Join(e.dir, "ansible"))
-	if err != nil {
-		return err
+	var a *ansible
+	if compares {
+		if a, err = newAnsible(filepath.Join(e.dir, "ansible")); err != nil {
+			return err
+		}
 	}
-	var t table
+	var t, ct table
 	// A benchmark that fails is reported in the table and the others still run.
 	var errs []error
 	failed := func(section string, err error) {
@@ -92,10 +100,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		errs = append(errs, fmt.Errorf("%s: %w", section, err))
 	}
 
-	if want["fanout"] || want["steps"] || want["resume"] {
+	if want["fanout"] || want["steps"] || want["resume"] || want["cluster"] {
 		most := 1
 		if want["fanout"] {
 			most = slices.Max(ns)
+		}
+		if want["cluster"] {
+			most = max(most, clusterHosts)
 		}
 		created, err := ensureBenchUser()
 		if err != nil {
@@ -142,6 +153,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				failed("5. resume", err)
 			}
 		}
+		if want["cluster"] {
+			fmt.Fprintln(stderr, "6. throughput: SQLite embedded against a PostgreSQL cluster")
+			if err := benchCluster(ctx, e, f, *largeRounds, &ct); err != nil {
+				fmt.Fprintf(stderr, "6. cluster failed: %v\n", err)
+				ct.add("6. cluster", "FAILED (see the log)", "", "", "")
+				errs = append(errs, fmt.Errorf("6. cluster: %w", err))
+			}
+		}
 	}
 	if want["bootstrap"] || want["transfer"] {
 		if err := benchLab(ctx, e, a, want["bootstrap"], want["transfer"], *largeRounds, &t); err != nil {
@@ -149,16 +168,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	fmt.Fprintln(stdout)
-	t.print(stdout)
-	if *out != "" {
-		host, _ := os.Hostname()
-		header := fmt.Sprintf("Measured %s on %s (%d CPUs), %s, in %s. Medians; ratios are medians of per-round ratios.\n\n",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, numCPU(), machineNote(), time.Since(begin).Round(time.Second))
-		if err := t.writeMarkdown(*out, header); err != nil {
-			return err
+	host, _ := os.Hostname()
+	header := fmt.Sprintf("Measured %s on %s (%d CPUs), %s, in %s. Medians; ratios are medians of per-round ratios.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, numCPU(), machineNote(), time.Since(begin).Round(time.Second))
+	// Each table replaces its own part of the file, so that a run of one part
+	// leaves the other's figures alone.
+	for _, part := range []struct {
+		t      *table
+		marker string
+	}{{&t, "bench"}, {&ct, "bench-cluster"}} {
+		if len(part.t.rows) == 0 {
+			continue
 		}
-		fmt.Fprintln(stdout, "\nwritten to", *out)
+		fmt.Fprintln(stdout)
+		part.t.print(stdout)
+		if *out != "" {
+			if err := part.t.writeMarkdown(*out, part.marker, header); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "\nwritten to", *out)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -78,9 +78,10 @@ func (t *table) markdown(w io.Writer) {
 }
 
 // writeMarkdown replaces the generated part of a Markdown file (between the marker
-// comments), or writes a new file with just the table.
-func (t *table) writeMarkdown(path, header string) error {
-	const begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+// comments <!-- MARKER:begin --> and <!-- MARKER:end -->), or writes a new file with
+// just the table.
+func (t *table) writeMarkdown(path, marker, header string) error {
+	begin, end := "<!-- "+marker+":begin -->", "<!-- "+marker+":end -->"
 	var b strings.Builder
 	b.WriteString(begin + "\n")
 	b.WriteString(header)

@@ -53,6 +53,7 @@ missing_packages() {
 	need sudo sudo               # the upload activity's sudo path is tested
 	need chromium chromium       # the Web UI test drives Debian's headless Chromium
 	need shellcheck shellcheck   # make lint checks the scripts the activities run on hosts
+	need /usr/lib/postgresql/15/bin/initdb postgresql  # TestServerCluster's database (internal/pgtest)
 }
 
 # engine_answers: true when a Docker engine answers on the default socket (or DOCKER_HOST).

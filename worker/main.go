@@ -171,7 +171,13 @@ func runServer(ctx context.Context, cfg config.Config, environ []string, stdout,
 		return err
 	}
 	defer srv.Stop()
-	fmt.Fprintf(stdout, "Temporal server on %s, database %s\n", srv.HostPort(), cfg.DBFile())
+	fmt.Fprintf(stdout, "Temporal server on %s, database %s, %d history shards\n", srv.HostPort(), cfg.Database(), srv.HistoryShards())
+	if m := srv.Membership(); m != "" {
+		fmt.Fprintf(stdout, "cluster membership: %s\n", m)
+	}
+	if cfg.Temporal.TLSCert != "" {
+		fmt.Fprintln(stdout, "mTLS: client certificates signed by", cfg.Temporal.TLSCA, "required")
+	}
 	if srv.UIURL() != "" {
 		fmt.Fprintf(stdout, "Web UI: %s\n", srv.UIURL())
 	}

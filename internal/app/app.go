@@ -92,6 +92,8 @@ func (t *Temporal) RunLink(workflowID, runID string) string {
 }
 
 // StartServer starts the embedded server from cfg. It fails when the port is taken.
+// With TLS files configured it serves mTLS, and this process's own clients present
+// the same certificate (see config.ClientOptions).
 // With the codec on, the Web UI decodes payloads through a codec endpoint this
 // process serves on cfg.Codec.Address.
 func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, error) {
@@ -105,8 +107,15 @@ func StartServer(cfg config.Config, logger *slog.Logger) (*devserver.Server, err
 		Namespace:        cfg.Temporal.Namespace,
 		Retention:        cfg.Temporal.Retention,
 		SearchAttributes: workflows.SearchAttributes(),
+		Postgres:         cfg.Temporal.Postgres,
+		HistoryShards:    cfg.Temporal.HistoryShards,
+		ClusterPorts:     cfg.Temporal.ClusterPorts,
+		BroadcastAddress: cfg.Temporal.BroadcastAddress,
 		Logger:           logger,
 		LogLevel:         slog.LevelWarn,
+	}
+	if t := cfg.Temporal; t.TLSCert != "" {
+		o.TLS = &devserver.TLSFiles{CertFile: t.TLSCert, KeyFile: t.TLSKey, CAFile: t.TLSCA, ServerName: t.TLSServerName}
 	}
 	if cfg.Codec.On() {
 		o.Codec = codec.Handler(codec.New(cfg.Codec.Keys), cfg.CodecOrigins(), cfg.Codec.Address)
@@ -150,6 +159,9 @@ func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger, option
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		t.Close()
+		if hint := tlsHint(t.HostPort, opts); hint != "" {
+			return nil, fmt.Errorf("connecting to Temporal at %s (namespace %s): %w; %s", t.HostPort, t.Namespace, err, hint)
+		}
 		return nil, fmt.Errorf("connecting to Temporal at %s (namespace %s): %w", t.HostPort, t.Namespace, err)
 	}
 	t.Client = c

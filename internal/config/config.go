@@ -82,13 +82,49 @@ type Temporal struct {
 	UIHosts []string
 	// HTTPPort is the frontend's HTTP API port; 0 (the default) leaves the API off.
 	HTTPPort int
+	// Postgres, when set, is the PostgreSQL database the embedded server keeps its
+	// persistence and visibility in (and shares with any other server on it, forming
+	// one cluster); nil means SQLite in the state directory.
+	Postgres *Postgres
+	// HistoryShards is the history shard count of a new database; it can never
+	// change afterwards. 0 means the database's own count, or for a new database 1
+	// on SQLite and DefaultPGShards on PostgreSQL.
+	HistoryShards int
+	// ClusterPorts is the first of ClusterPortCount consecutive ports the embedded
+	// server's internal services (history, matching, worker) and their membership
+	// listen on; 0 picks free ports at each start.
+	ClusterPorts int
+	// BroadcastAddress is the IP address other server processes of the cluster reach
+	// this one's internal ports on; empty means BindIP, or when that is 0.0.0.0 this
+	// machine's first non-loopback IPv4 address.
+	BroadcastAddress string
 }
+
+// DefaultPGShards is the history shard count of a new PostgreSQL database: enough to
+// spread history over a few dozen server processes, cheap enough for two (each shard
+// polls its task queues: two idle servers used 0.046 cores with 64 and 0.098 with
+// 512, Temporal's choice for large clusters; docs/BENCHMARKS.md, section 6).
+const DefaultPGShards = 64
+
+// ClusterPortCount is how many ports from ClusterPorts the embedded server takes:
+// gRPC of history, matching and worker, then membership of frontend, history,
+// matching and worker.
+const ClusterPortCount = 7
 
 // Embedded reports whether no Temporal address was configured.
 func (t Temporal) Embedded() bool { return t.Address == "" }
 
 // DBFile is the embedded server's SQLite file.
 func (c Config) DBFile() string { return filepath.Join(c.StateDir, "temporal.db") }
+
+// Database names where the embedded server keeps its state, for messages: the
+// PostgreSQL URL (never with a password) or the SQLite file.
+func (c Config) Database() string {
+	if c.Temporal.Postgres != nil {
+		return c.Temporal.Postgres.String()
+	}
+	return c.DBFile()
+}
 
 // setting is one configurable value: its key in the config file, its flag, and the
 // environment variables that set it (first match wins).
@@ -112,6 +148,11 @@ var settings = []setting{
 	{"embedded.uiPort", "ui-port", "embedded Web UI port (0 turns the UI off)", 8233, []string{"CLUSTERFLOW_UI_PORT"}},
 	{"embedded.uiHosts", "ui-hosts", "comma-separated host names, besides localhost, loopback addresses and the bind address, that the Web UI (and HTTP API) answer to", "", []string{"CLUSTERFLOW_UI_HOSTS"}},
 	{"embedded.httpPort", "http-port", "embedded server frontend HTTP API port (0 leaves the HTTP API off)", 0, []string{"CLUSTERFLOW_HTTP_PORT"}},
+	{"embedded.db", "db", "embedded server database: empty for SQLite in the state directory, or postgres://USER@HOST:PORT/DATABASE (every server on one PostgreSQL database forms one cluster)", "", []string{"CLUSTERFLOW_DB"}},
+	{"embedded.dbPasswordFile", "db-password-file", "file holding the PostgreSQL password (or set CLUSTERFLOW_DB_PASSWORD); never in the URL", "", []string{"CLUSTERFLOW_DB_PASSWORD_FILE"}},
+	{"embedded.historyShards", "history-shards", "history shards of a new database, fixed once it exists (0: the database's own count; for a new one 1 on SQLite, 64 on PostgreSQL)", 0, []string{"CLUSTERFLOW_HISTORY_SHARDS"}},
+	{"embedded.clusterPorts", "cluster-ports", "first of 7 consecutive ports for the embedded server's internal services and cluster membership (0: free ports)", 0, []string{"CLUSTERFLOW_CLUSTER_PORTS"}},
+	{"embedded.broadcastAddress", "broadcast-address", "IP address the other servers of a PostgreSQL cluster reach this one on (default: the bind address, or the first non-loopback address when binding 0.0.0.0)", "", []string{"CLUSTERFLOW_BROADCAST_ADDRESS"}},
 	{"embedded.retention", "retention", "how long the embedded server keeps closed runs", "720h", []string{"CLUSTERFLOW_RETENTION"}},
 	{"stateDir", "state-dir", "project state directory", ".clusterflow", []string{"CLUSTERFLOW_STATE_DIR"}},
 	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
@@ -203,6 +244,10 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			GRPCPort:      v.GetInt("embedded.grpcPort"),
 			UIPort:        v.GetInt("embedded.uiPort"),
 			HTTPPort:      v.GetInt("embedded.httpPort"),
+
+			HistoryShards:    v.GetInt("embedded.historyShards"),
+			ClusterPorts:     v.GetInt("embedded.clusterPorts"),
+			BroadcastAddress: v.GetString("embedded.broadcastAddress"),
 		},
 	}
 	if c.MetricsAddress == "off" {
@@ -232,6 +277,12 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 		}
 		c.Temporal.APIKey = strings.TrimSpace(string(b))
 	}
+	if v.IsSet("embedded.dbPassword") {
+		return Config{}, errors.New("config file: embedded.dbPassword is not read from config files; " + passwordAdvice)
+	}
+	if c.Temporal.Postgres, err = loadDB(v.GetString("embedded.db"), v.GetString("embedded.dbPasswordFile"), env); err != nil {
+		return Config{}, err
+	}
 	if v.IsSet("codec.keys") {
 		return Config{}, errors.New("config file: codec.keys is not read from config files; put the keys in a file of their own (chmod 600) and set codec.keyFile, or set CLUSTERFLOW_CODEC_KEYS")
 	}
@@ -258,12 +309,31 @@ func (c Config) check() error {
 		return fmt.Errorf("log format %q: use text or json", c.LogFormat)
 	case (t.TLSCert == "") != (t.TLSKey == ""):
 		return errors.New("give both a TLS client certificate and key, or neither")
-	case t.Embedded() && (t.APIKey != "" || t.TLSCert != "" || t.TLSCA != ""):
-		return errors.New("TLS or API key settings need a Temporal address (--address or TEMPORAL_ADDRESS)")
+	case t.Embedded() && t.APIKey != "":
+		return errors.New("an API key needs a Temporal address (--address or TEMPORAL_ADDRESS); the embedded server takes client certificates (--tls-cert, --tls-key, --tls-ca)")
+	case t.Embedded() && (t.TLS || t.TLSCert != "" || t.TLSCA != "") && (t.TLSCert == "" || t.TLSCA == ""):
+		return errors.New("the embedded server's mTLS needs --tls-cert and --tls-key (its certificate, which it also presents to other servers as a client) " +
+			"and --tls-ca (the CA that signed every server's and client's certificate)")
+	case !t.Embedded() && t.Postgres != nil:
+		return errors.New("a database (--db, CLUSTERFLOW_DB, embedded.db) is the embedded server's, and with a Temporal address no server runs here: drop one of them")
 	case t.GRPCPort < 1 || t.GRPCPort > 65535 || t.UIPort < 0 || t.UIPort > 65535 || t.HTTPPort < 0 || t.HTTPPort > 65535:
 		return errors.New("embedded ports must be between 1 and 65535 (UI port 0 turns the UI off, HTTP port 0 the HTTP API)")
+	case t.ClusterPorts < 0 || t.ClusterPorts > 32768-ClusterPortCount:
+		return fmt.Errorf("cluster ports: %d: want the first of %d free ports, all below 32768 (Temporal keeps membership ports in a smallint column), or 0 for free ports",
+			t.ClusterPorts, ClusterPortCount)
+	case t.HistoryShards < 0:
+		return fmt.Errorf("history shards: %d: want a positive count, or 0 for the database's own", t.HistoryShards)
+	case t.Postgres == nil && (t.ClusterPorts != 0 || t.BroadcastAddress != ""):
+		return errors.New("cluster ports and the broadcast address are for a cluster of servers on PostgreSQL (--db postgres://...); the SQLite server runs alone")
+	case t.BroadcastAddress != "" && net.ParseIP(t.BroadcastAddress) == nil:
+		return fmt.Errorf("broadcast address %q: want an IP address (the other servers dial it)", t.BroadcastAddress)
 	case c.StateDir == "":
 		return errors.New("state directory is empty")
+	}
+	if !t.Embedded() {
+		if _, err := Frontends(t.Address); err != nil {
+			return err
+		}
 	}
 	if c.MetricsAddress != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
@@ -304,10 +374,16 @@ func (c Config) CodecOrigins() []string {
 }
 
 // ClientOptions returns the SDK options that reach the configured cluster (for the
-// embedded server, hostPort is where it listens).
+// embedded server, hostPort is where it listens). hostPort may list several
+// frontends, comma-separated: the client then uses every one that answers.
 func (c Config) ClientOptions(hostPort string) (client.Options, error) {
 	t := c.Temporal
-	opts := client.Options{HostPort: hostPort, Namespace: t.Namespace}
+	frontends, err := Frontends(hostPort)
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts := client.Options{Namespace: t.Namespace}
+	opts.HostPort, opts.ConnectionOptions.DialOptions = dialFrontends(frontends)
 	if t.TLS || t.TLSCert != "" || t.TLSCA != "" || t.APIKey != "" {
 		tc := &tls.Config{ServerName: t.TLSServerName, MinVersion: tls.VersionTLS12}
 		if t.TLSCert != "" {
@@ -318,13 +394,9 @@ func (c Config) ClientOptions(hostPort string) (client.Options, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		if t.TLSCA != "" {
-			pem, err := os.ReadFile(t.TLSCA)
+			pool, err := LoadCA(t.TLSCA)
 			if err != nil {
 				return opts, fmt.Errorf("temporal TLS CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return opts, fmt.Errorf("temporal TLS CA %s: no certificate found", t.TLSCA)
 			}
 			tc.RootCAs = pool
 		}
@@ -338,6 +410,19 @@ func (c Config) ClientOptions(hostPort string) (client.Options, error) {
 		opts.DataConverter, opts.FailureConverter = cdc.DataConverter(), cdc.FailureConverter()
 	}
 	return opts, nil
+}
+
+// LoadCA reads a PEM file of CA certificates.
+func LoadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // EmbeddedHostPort is where the embedded server's frontend listens.

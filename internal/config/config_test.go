@@ -204,3 +204,101 @@ func TestWebSurfaces(t *testing.T) {
 		t.Error("HTTP port 70000 accepted")
 	}
 }
+
+func TestPostgresURL(t *testing.T) {
+	t.Chdir(t.TempDir())
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--db", "postgres://cf@db.internal/temporal?sslmode=verify-full&max_conns=7", "--db-password-file", pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Temporal.Postgres
+	if p == nil || p.Addr != "db.internal:5432" || p.User != "cf" || p.Password != "s3cret" || p.Database != "temporal" ||
+		p.VisibilityDatabase != "temporal_visibility" || p.Params["sslmode"] != "verify-full" || p.MaxConns != 7 {
+		t.Fatalf("parsed %+v", p)
+	}
+	if got := c.Database(); strings.Contains(got, "s3cret") || !strings.HasPrefix(got, "postgres://cf@db.internal:5432/temporal") {
+		t.Errorf("Database() = %q", got)
+	}
+	c, err = load(t, nil, "CLUSTERFLOW_DB=postgresql://cf@10.0.0.5:6432/t?visibility_database=v", "CLUSTERFLOW_DB_PASSWORD=p2")
+	if err != nil || c.Temporal.Postgres.Password != "p2" || c.Temporal.Postgres.VisibilityDatabase != "v" {
+		t.Fatalf("from the environment: %v %+v", err, c.Temporal.Postgres)
+	}
+	c, err = load(t, nil)
+	if err != nil || c.Temporal.Postgres != nil || c.Database() != filepath.Join(".clusterflow", "temporal.db") {
+		t.Fatalf("default: %v %+v", err, c.Temporal.Postgres)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--db", "postgres://cf:hunter2@db/temporal"}, nil, "holds a password"},
+		{[]string{"--db", "postgres://cf@db/temporal?password=hunter2"}, nil, "password parameter"},
+		{[]string{"--db", "mysql://cf@db/temporal"}, nil, "scheme"},
+		{[]string{"--db", "postgres://db/temporal"}, nil, "no user"},
+		{[]string{"--db", "postgres://cf@db/"}, nil, "database name"},
+		{[]string{"--db", "postgres://cf@db/te;mporal"}, nil, "database name"},
+		{[]string{"--db", "postgres://cf@db/t?sslmod=require"}, nil, "unknown parameter"},
+		{[]string{"--db", "postgres://cf@db/t?max_conns=0"}, nil, "max_conns"},
+		{[]string{"--db", "postgres://cf@db:99999/t"}, nil, "port"},
+		{[]string{"--db", "postgres://cf@db/t", "--db-password-file", pw}, []string{"CLUSTERFLOW_DB_PASSWORD=x"}, "use one"},
+		{[]string{"--db-password-file", pw}, nil, "database is SQLite"},
+		{[]string{"--db", "postgres://cf@db/t", "--address", "x:7233"}, nil, "no server runs here"},
+		{[]string{"--cluster-ports", "7000"}, nil, "PostgreSQL"},
+		{[]string{"--db", "postgres://cf@db/t", "--cluster-ports", "40000"}, nil, "below 32768"},
+		{[]string{"--db", "postgres://cf@db/t", "--broadcast-address", "host.internal"}, nil, "IP address"},
+		{[]string{"--history-shards", "-1"}, nil, "history shards"},
+	} {
+		_, err := load(t, tc.args, tc.env...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v %v: %v; want an error with %q that does not quote the password", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestEmbeddedTLS(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"--tls-cert", "s.pem", "--tls-key", "s.key"}, // no CA to check client certificates with
+		{"--tls-ca", "ca.pem"},
+		{"--tls"},
+	} {
+		if _, err := load(t, args); err == nil || !strings.Contains(err.Error(), "mTLS needs") {
+			t.Errorf("embedded server with %v: %v", args, err)
+		}
+	}
+	if _, err := load(t, []string{"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-ca", "ca.pem"}); err != nil {
+		t.Errorf("embedded server with its certificate, key and CA: %v", err)
+	}
+}
+
+func TestFrontendList(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := load(t, []string{"--address", "127.0.0.1:7233, 127.0.0.1:7234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := c.ClientOptions(c.Temporal.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.HostPort != frontendScheme+":///127.0.0.1:7233" || len(opts.ConnectionOptions.DialOptions) != 1 {
+		t.Errorf("two frontends: host-port %q, %d dial options", opts.HostPort, len(opts.ConnectionOptions.DialOptions))
+	}
+	for _, one := range []string{"temporal.internal:7233", "dns:///temporal.internal:7233"} {
+		opts, err := c.ClientOptions(one)
+		if err != nil || opts.HostPort != one || len(opts.ConnectionOptions.DialOptions) != 0 {
+			t.Errorf("%s: %v %q", one, err, opts.HostPort)
+		}
+	}
+	for _, bad := range []string{"a:1,dns:///b:2", "a:1,b", ","} {
+		if _, err := load(t, []string{"--address", bad}); err == nil {
+			t.Errorf("address %q accepted", bad)
+		}
+	}
+}

@@ -1,5 +1,9 @@
-// Package devserver runs an embedded Temporal server (SQLite in a file, one history
-// shard, static membership) and the Temporal Web UI inside the clusterflow process.
+// Package devserver runs an embedded Temporal server and the Temporal Web UI inside
+// the clusterflow process: by default on SQLite in a file (one history shard, static
+// membership, one process), or on PostgreSQL, where every server process on one
+// database joins one Temporal cluster (ringpop membership over their own ports, the
+// schema created and migrated with the server's own SQL tooling), optionally with
+// mTLS on the frontend and between the servers.
 //
 // It is the only package in the module that imports go.temporal.io/server: the server
 // and UI weigh about 150 MB and take minutes to compile, so only the worker and starter
@@ -18,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
@@ -38,6 +43,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clusterflow/clusterflow/internal/codec"
+	cfconfig "github.com/clusterflow/clusterflow/internal/config"
 	"github.com/clusterflow/clusterflow/internal/httpguard"
 )
 
@@ -73,6 +79,21 @@ type Options struct {
 	// is taken, a warning is logged and the UI shows payloads encoded.
 	Codec        http.Handler
 	CodecAddress string
+	// Postgres, when set, keeps persistence and visibility in PostgreSQL instead of
+	// DBFile, and makes this server one member of the cluster of every server on
+	// that database.
+	Postgres *cfconfig.Postgres
+	// HistoryShards is the shard count of a new database; a database that has one
+	// already is started only with that count (0 accepts it, whatever it is).
+	HistoryShards int
+	// ClusterPorts is the first of cfconfig.ClusterPortCount ports the internal
+	// services and membership of a PostgreSQL server listen on; 0 picks free ones.
+	ClusterPorts int
+	// BroadcastAddress is the IP the cluster's other servers dial this one on;
+	// empty means IP, or the first non-loopback address when IP is unspecified.
+	BroadcastAddress string
+	// TLS, when set, is mTLS on the frontend and between servers (see TLSFiles).
+	TLS *TLSFiles
 	// Logger receives the server's logs (filtered to LogLevel).
 	Logger   *slog.Logger
 	LogLevel slog.Level
@@ -88,7 +109,17 @@ type Server struct {
 	httpURL   string
 	codecURL  string
 	stopCodec func()
+	tls       *TLSFiles
+	shards    int
+	members   string
 }
+
+// HistoryShards is the database's history shard count.
+func (s *Server) HistoryShards() int { return s.shards }
+
+// Membership says where this server gossips with the cluster's others, or "" for the
+// SQLite server, which has no others.
+func (s *Server) Membership() string { return s.members }
 
 // HostPort is the frontend address clients dial.
 func (s *Server) HostPort() string { return s.hostPort }
@@ -115,6 +146,11 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TLS != nil {
+		if err := o.TLS.check(); err != nil {
+			return nil, err
+		}
 	}
 	hostPort := net.JoinHostPort(o.IP, strconv.Itoa(o.GRPCPort))
 	hosts := httpguard.NewHosts(o.IP, o.Hosts)
@@ -156,18 +192,37 @@ func Start(o Options) (*Server, error) {
 
 // start brings the Temporal server up (without the UI).
 func start(o Options, hostPort string, hosts httpguard.Hosts) (*Server, error) {
-	sqlCfg, err := prepareDB(o)
-	if err != nil {
-		return nil, err
-	}
-	cfg, staticHosts, err := serverConfig(o, sqlCfg, hostPort)
-	if err != nil {
-		return nil, err
-	}
-
 	level := &slog.LevelVar{}
 	level.Set(o.LogLevel)
 	logger := newLogger(o.Logger, level)
+	var store, visibility *config.SQL
+	var err error
+	unlock := func() {}
+	if o.Postgres != nil {
+		var release func()
+		store, visibility, release, err = preparePostgres(o, logger)
+		if err == nil {
+			// Held through the shard count check and until the server is built
+			// (see preparePostgres), so that this server sees what a racing one
+			// wrote.
+			unlock = sync.OnceFunc(release)
+			defer unlock()
+		}
+	} else {
+		store, err = prepareDB(o)
+		visibility = store
+	}
+	if err != nil {
+		return nil, err
+	}
+	shards, err := historyShards(store, o, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg, staticHosts, err := serverConfig(o, store, visibility, hostPort, shards)
+	if err != nil {
+		return nil, err
+	}
 	authz, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("embedded temporal: authorizer: %w", err)
@@ -187,23 +242,42 @@ func start(o Options, hostPort string, hosts httpguard.Hosts) (*Server, error) {
 		// The server's default answers any Host: a DNS rebinding page's too.
 		dc[dynamicconfig.FrontendHTTPAllowedHosts.Key()] = hosts.Patterns()
 	}
-	srv, err := temporal.NewServer(
+	if o.TLS != nil && staticHosts == nil {
+		// Membership gossip under the internode certificates too.
+		dc[dynamicconfig.EnableRingpopTLS.Key()] = true
+	}
+	opts := []temporal.ServerOption{
 		temporal.WithConfig(cfg),
 		temporal.ForServices(temporal.DefaultServices), // the worker service runs schedules
-		temporal.WithStaticHosts(staticHosts),
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authz),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claims }),
 		temporal.WithChainedFrontendGrpcInterceptors(browserGuard(uiOrigins(o, hosts))),
 		temporal.WithDynamicConfigClient(dc),
-	)
+	}
+	if staticHosts != nil {
+		opts = append(opts, temporal.WithStaticHosts(staticHosts))
+	}
+	srv, err := temporal.NewServer(opts...)
+	unlock()
 	if err != nil {
 		return nil, fmt.Errorf("embedded temporal: %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("embedded temporal: start: %w", err)
 	}
-	s := &Server{srv: srv, level: level, hostPort: hostPort}
+	s := &Server{srv: srv, level: level, hostPort: hostPort, tls: o.TLS, shards: shards}
+	if staticHosts == nil {
+		s.members = membershipNote(cfg)
+	}
+	if o.Postgres != nil {
+		// SQLite's namespace was written into the file before the start; on
+		// PostgreSQL it is registered through the API, as Temporal documents.
+		if err := s.ensureNamespace(o); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if o.HTTPPort != 0 {
 		s.httpURL = "http://" + dialAddress(&net.TCPAddr{IP: net.ParseIP(o.IP), Port: o.HTTPPort})
 		if net.ParseIP(o.IP) == nil { // a host name
@@ -226,7 +300,8 @@ func (s *Server) startUI(o Options, ln net.Listener, hosts httpguard.Hosts) erro
 	ui, err := startWebUI(ln, &uiconfig.Config{
 		Host:                o.IP,
 		Port:                o.UIPort,
-		TemporalGRPCAddress: s.hostPort,
+		TemporalGRPCAddress: s.localFrontend(),
+		TLS:                 s.uiTLS(),
 		EnableUI:            true,
 		DefaultNamespace:    o.Namespace,
 		HideLogs:            true,
@@ -407,18 +482,39 @@ func privateState(dbFile string) error {
 	return nil
 }
 
-func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
+// serverConfig is the server's configuration. The static hosts it returns are nil for a
+// server on PostgreSQL, which finds its peers through ringpop instead.
+func serverConfig(o Options, store, visibility *config.SQL, hostPort string, shards int) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
+	clustered := o.Postgres != nil
 	cfg := &config.Config{}
-	cfg.Global.Membership = config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: o.IP}
 	cfg.Persistence = config.Persistence{
 		DefaultStore:     "sqlite",
-		VisibilityStore:  "sqlite",
-		NumHistoryShards: 1,
-		DataStores:       map[string]config.DataStore{"sqlite": {SQL: sqlCfg}},
+		VisibilityStore:  "sqlite", // the same file
+		NumHistoryShards: int32(shards),
+		DataStores:       map[string]config.DataStore{"sqlite": {SQL: store}},
 	}
+	if clustered {
+		cfg.Persistence.DefaultStore, cfg.Persistence.VisibilityStore = "postgres", "postgres-visibility"
+		cfg.Persistence.DataStores = map[string]config.DataStore{"postgres": {SQL: store}, "postgres-visibility": {SQL: visibility}}
+	}
+	broadcast := o.IP
+	if clustered {
+		var err error
+		if broadcast, err = broadcastAddress(o); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg.Global.Membership = config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: broadcast}
+	if o.TLS != nil {
+		cfg.Global.TLS = o.TLS.rootTLS()
+	}
+	rpcAddress := hostPort
 	httpAddress := ""
+	if clustered {
+		rpcAddress = net.JoinHostPort(broadcast, strconv.Itoa(o.GRPCPort))
+	}
 	if o.HTTPPort != 0 {
-		httpAddress = net.JoinHostPort(o.IP, strconv.Itoa(o.HTTPPort))
+		httpAddress = net.JoinHostPort(broadcast, strconv.Itoa(o.HTTPPort))
 	}
 	cfg.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
@@ -427,26 +523,27 @@ func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Confi
 		ClusterInformation: map[string]cluster.ClusterInformation{clusterName: {
 			Enabled:                true,
 			InitialFailoverVersion: 1,
-			RPCAddress:             hostPort,
+			RPCAddress:             rpcAddress,
 			HTTPAddress:            httpAddress,
 			ClusterID:              "6c1f3d2e-8a4b-4c5d-9e6f-0a1b2c3d4e5f", // fixed: one embedded cluster per database
 		}},
 	}
 	cfg.DCRedirectionPolicy.Policy = "noop"
+	ports, err := servicePorts(o)
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg.Services = map[string]config.Service{}
 	hosts := map[primitives.ServiceName]static.Hosts{}
-	for _, name := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+	for _, name := range services {
 		var svc config.Service
 		svc.RPC.BindOnIP = o.IP
+		svc.RPC.GRPCPort = ports[name].grpc
+		if clustered {
+			svc.RPC.MembershipPort = ports[name].membership
+		}
 		if name == primitives.FrontendService {
-			svc.RPC.GRPCPort = o.GRPCPort
 			svc.RPC.HTTPPort = o.HTTPPort // 0: no HTTP API
-		} else {
-			p, err := freePort(o.IP)
-			if err != nil {
-				return nil, nil, err
-			}
-			svc.RPC.GRPCPort = p
 		}
 		cfg.Services[string(name)] = svc
 		hosts[name] = static.SingleLocalHost(net.JoinHostPort(o.IP, strconv.Itoa(svc.RPC.GRPCPort)))
@@ -455,6 +552,12 @@ func serverConfig(o Options, sqlCfg *config.SQL, hostPort string) (*config.Confi
 	cfg.Archival.Visibility.State = "disabled"
 	cfg.NamespaceDefaults.Archival.History.State = "disabled"
 	cfg.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	if clustered {
+		// Empty: the internal worker reaches the cluster's frontends through
+		// membership (with the frontend's TLS settings), so it works on while this
+		// process's own frontend is the one that is down.
+		return cfg, nil, nil
+	}
 	cfg.PublicClient.HostPort = hostPort
 	return cfg, hosts, nil
 }
