@@ -287,7 +287,7 @@ func uploadBundle(ctx context.Context, op *hostOp, files []debFile) (string, err
 	sent, stop := op.sending(total)
 	defer stop()
 	for _, f := range send {
-		err := op.rem.writeFile(ctx, login, path.Join(stage, f.Name), remote.Content{Path: f.Path}, remote.Attrs{Mode: 0o644}, sent)
+		_, err := op.rem.writeFile(ctx, login, path.Join(stage, f.Name), remote.Content{Path: f.Path}, remote.Attrs{Mode: 0o644}, sent)
 		if err != nil {
 			return "", err
 		}

@@ -212,6 +212,7 @@ var kindTypes = map[remote.Kind]string{
 	remote.HostKeyUnknown:  ErrHostKeyUnknown,
 	remote.AuthFailed:      ErrAuthFailed,
 	remote.Refused:         ErrRemoteFailed,
+	remote.Mismatch:        ErrChecksumMismatch,
 }
 
 // typed turns an error of the remote layer (anywhere in err's chain) into the

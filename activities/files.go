@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // This file makes a file on a host hold given content, mode and owner, the one
 // way every activity that writes a host's file does it (UploadFile, the ~/.ssh
 // files, Consul's binary and configuration): look first, send only what differs,
-// write atomically, check the checksum after.
+// write atomically, checked by checksum in the same pass (see remote.FS.WriteFile).
 
 // hostFile is what a host has at a path, as file-state.sh reports it.
 type hostFile struct {
@@ -32,7 +33,7 @@ type wantFile struct {
 	path  string
 	src   remote.Content
 	size  int64
-	sum   string // SHA-256 of the content, hex
+	sum   string // SHA-256 of the content, hex; empty for a worker file not hashed yet
 	attrs remote.Attrs
 	// secret: the content holds a secret; messages leave out even its checksum.
 	secret bool
@@ -46,47 +47,72 @@ func wantData(p string, data []byte, a remote.Attrs) wantFile {
 
 // ensureFile makes the host's file hold w: when its content is there already,
 // only mode and ownership are fixed; otherwise the content is written (see
-// writeChecked). Phases ("check", "upload", "verify") go to phase; the bytes sent
-// count into sent (may be nil). It reports whether anything changed, and whether
-// the content was written.
+// writeChecked). Phases ("check", "upload") go to phase; the bytes sent count into
+// sent (may be nil). It reports whether anything changed, and whether the content
+// was written.
 func ensureFile(ctx context.Context, rem typedRemote, h remote.Host, w wantFile, phase func(string), sent *atomic.Int64) (changed, written bool, err error) {
-	phase("check")
-	st, err := fileState(ctx, rem, h, w.path)
-	if err != nil {
-		return false, false, err
-	}
-	if st.kind == "file" && st.sha256 == w.sum {
-		changed, err := fixAttrs(ctx, rem, h, w.path, st, w.attrs)
-		return changed, false, err
-	}
-	return true, true, writeChecked(ctx, rem, h, w, phase, sent)
+	changed, written, _, err = ensureContent(ctx, rem, h, w, phase, sent)
+	return changed, written, err
 }
 
-// writeChecked writes w's content (remote.FS.WriteFile: a temporary file renamed
-// over the old one) and checks the host's copy by checksum.
-func writeChecked(ctx context.Context, rem typedRemote, h remote.Host, w wantFile, phase func(string), sent *atomic.Int64) error {
-	phase("upload")
-	if err := rem.writeFile(ctx, h, w.path, w.src, w.attrs, sent); err != nil {
-		return err
-	}
-	phase("verify")
-	st, err := fileState(ctx, rem, h, w.path)
+// ensureContent is ensureFile also for a worker file whose checksum is not known
+// yet (w.sum empty): it is hashed first only when the host has a file of the same
+// size to compare with, and otherwise while it is sent, so that it is read once.
+// It returns the content's checksum.
+func ensureContent(ctx context.Context, rem typedRemote, h remote.Host, w wantFile, phase func(string), sent *atomic.Int64) (changed, written bool, sum string, err error) {
+	phase("check")
+	st, err := fileState(ctx, rem, h, w.path, w.size)
 	if err != nil {
-		return err
+		return false, false, "", err
 	}
-	switch {
-	case st.sha256 == w.sum:
-		return nil
-	case w.secret:
-		return checksumMismatch(h, "after writing %s the host's copy differs from what was sent; is something else writing it?", w.path)
-	default:
-		return checksumMismatch(h, "after writing %s the host's copy has SHA-256 %s, not %s; is something else writing it?", w.path, st.sha256, w.sum)
+	if st.kind == "file" && st.sha256 != "" {
+		if w.sum == "" {
+			if w.sum, err = hashContent(w.src); err != nil {
+				return false, false, "", err
+			}
+		}
+		if st.sha256 == w.sum {
+			changed, err := fixAttrs(ctx, rem, h, w.path, st, w.attrs)
+			return changed, false, w.sum, err
+		}
 	}
+	sum, err = writeContent(ctx, rem, h, w, phase, sent)
+	return true, true, sum, err
+}
+
+// hashContent reads a worker file (or data) once for its SHA-256.
+func hashContent(c remote.Content) (string, error) {
+	r, err := c.Open()
+	if err != nil {
+		return "", workerFilesFailed("opening "+c.Path, err)
+	}
+	defer r.Close()
+	hash := sha256.New()
+	if _, err := io.Copy(hash, r); err != nil {
+		return "", workerFilesFailed("reading "+c.Path, err)
+	}
+	return hex.EncodeToString(hash.Sum(nil)), nil
+}
+
+// writeChecked writes w's content (remote.FS.WriteFile: a temporary file, checked
+// by checksum as it is written, renamed over the old one).
+func writeChecked(ctx context.Context, rem typedRemote, h remote.Host, w wantFile, phase func(string), sent *atomic.Int64) error {
+	_, err := writeContent(ctx, rem, h, w, phase, sent)
+	return err
+}
+
+func writeContent(ctx context.Context, rem typedRemote, h remote.Host, w wantFile, phase func(string), sent *atomic.Int64) (string, error) {
+	phase("upload")
+	src := w.src
+	src.SHA256 = w.sum
+	return rem.writeFile(ctx, h, w.path, src, w.attrs, sent)
 }
 
 // fileState reads what the host has at p (with the host's sudo setting).
-func fileState(ctx context.Context, rem typedRemote, h remote.Host, p string) (hostFile, error) {
-	c := fileStateScript.cmd(p)
+// A file of another size than size (when not negative) is not hashed: its
+// sha256 is empty.
+func fileState(ctx context.Context, rem typedRemote, h remote.Host, p string, size int64) (hostFile, error) {
+	c := fileStateScript.cmd(p, strconv.FormatInt(size, 10))
 	c.Sudo = h.Sudo
 	r, err := rem.run(ctx, h, c)
 	if err != nil {
@@ -108,7 +134,9 @@ func fileState(ctx context.Context, rem typedRemote, h remote.Host, p string) (h
 		return hostFile{}, remoteFailed(h, "unexpected output while checking %s: %q", p, r.Stdout)
 	}
 	sum, _, _ := strings.Cut(lines[1], " ")
-	if len(sum) != 64 {
+	if sum == "-" {
+		sum = ""
+	} else if len(sum) != 64 {
 		return hostFile{}, remoteFailed(h, "unexpected output while checking %s: %q", p, r.Stdout)
 	}
 	st, err := parseAttrs(lines[2])

@@ -30,8 +30,9 @@ func (t typedRemote) readFile(ctx context.Context, h remote.Host, p string, limi
 	return b, typed(err)
 }
 
-func (t typedRemote) writeFile(ctx context.Context, h remote.Host, p string, src remote.Content, a remote.Attrs, sent *atomic.Int64) error {
-	return typed(t.r.WriteFile(ctx, h, p, src, a, sent))
+func (t typedRemote) writeFile(ctx context.Context, h remote.Host, p string, src remote.Content, a remote.Attrs, sent *atomic.Int64) (string, error) {
+	sum, err := t.r.WriteFile(ctx, h, p, src, a, sent)
+	return sum, typed(err)
 }
 
 func (t typedRemote) mkdirAll(ctx context.Context, h remote.Host, dir string, mode fs.FileMode) (string, error) {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -60,7 +59,7 @@ type UploadResult struct {
 
 // UploadProgress is the heartbeat detail of UploadFile.
 type UploadProgress struct {
-	Phase      string `json:"phase"` // "check", "upload" or "verify"
+	Phase      string `json:"phase"` // "check" or "upload" (verified as it is written)
 	BytesDone  int64  `json:"bytesDone"`
 	BytesTotal int64  `json:"bytesTotal"`
 }
@@ -70,9 +69,13 @@ const defaultUploadMode = 0o644
 
 // UploadFile makes req.Dest on the host hold req.Src (rendered when a template) with
 // the requested mode and ownership. It compares checksums first and sends nothing
-// when the content is already there. New content is written to a temporary file in
-// the destination directory and renamed over Dest, so readers see the old file or
-// the new one, never a partial one; the result is verified by checksum.
+// when the content is already there (a file of another size is not compared, and
+// the source is hashed first only when the host has one of the same size). New
+// content is written to a temporary file in the destination directory and renamed
+// over Dest, so readers see the old file or the new one, never a partial one: the
+// worker hashes the source while it sends it, the host hashes what it writes in the
+// same pass, and the rename waits for both checksums to agree. Many hosts receive
+// at once as the step's parallelism allows, each over its own pooled connection.
 func (f *Files) UploadFile(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	h := req.Host
 	mode := req.Mode
@@ -94,20 +97,20 @@ func (f *Files) UploadFile(ctx context.Context, req UploadRequest) (UploadResult
 	if err != nil {
 		return UploadResult{}, err
 	}
-	res := UploadResult{SHA256: src.sum, Bytes: src.size}
+	res := UploadResult{Bytes: src.size}
 	prog := &uploadProgress{total: src.size}
 	defer heartbeats(ctx, f.heartbeatEvery, func() any { return prog.snapshot() })()
 	want := wantFile{path: req.Dest, src: src.content, size: src.size, sum: src.sum,
 		attrs: remote.Attrs{Mode: mode, Owner: req.Owner, Group: req.Group}}
-	res.Changed, _, err = ensureFile(ctx, f.rem, h, want, prog.setPhase, &prog.done)
+	res.Changed, _, res.SHA256, err = ensureContent(ctx, f.rem, h, want, prog.setPhase, &prog.done)
 	if err != nil {
 		return UploadResult{}, err
 	}
 	return res, nil
 }
 
-// localContent is the upload's content: a rendered template in memory, or the source
-// file, streamed (it is hashed once and read again only when it has to be sent).
+// localContent is the upload's content: a rendered template in memory (sum set), or
+// the source file, streamed (sum empty: hashed as it is sent).
 type localContent struct {
 	content remote.Content
 	size    int64
@@ -141,17 +144,8 @@ func openLocal(req UploadRequest) (*localContent, error) {
 		return nil, hostInvalid(h, "upload src %s is not a regular file", req.Src)
 	}
 	if !req.Template {
-		r, err := os.Open(req.Src)
-		if err != nil {
-			return nil, hostInvalid(h, "upload src: %v", err)
-		}
-		defer r.Close()
-		hash := sha256.New()
-		n, err := io.Copy(hash, r)
-		if err != nil {
-			return nil, hostInvalid(h, "reading upload src %s: %v", req.Src, err)
-		}
-		return &localContent{content: remote.Content{Path: req.Src}, size: n, sum: hex.EncodeToString(hash.Sum(nil))}, nil
+		// Not hashed here: the transfer hashes it as it reads it (see ensureContent).
+		return &localContent{content: remote.Content{Path: req.Src}, size: fi.Size()}, nil
 	}
 
 	if fi.Size() > maxTemplateSize {

@@ -40,6 +40,18 @@ func IsEnvName(s string) bool { return rules.EnvName(s) }
 // argv element, env value and directory is single-quoted; nothing is pasted raw.
 // The login shell must be POSIX-like (sh, bash, dash, ksh, zsh).
 func (c Cmd) commandLine() (string, error) {
+	inner, err := c.directLine()
+	if err != nil {
+		return "", err
+	}
+	return "exec /bin/sh -c " + Quote(wrapperScript) + " clusterflow " + Quote(inner), nil
+}
+
+// directLine is the command line without the wrapper: the command gets the
+// session's standard input, and nothing kills it when the session ends early (a
+// caller that streams data to it, see receive.sh, relies on the end of its input
+// instead).
+func (c Cmd) directLine() (string, error) {
 	if len(c.Argv) == 0 {
 		return "", errors.New("command is empty")
 	}
@@ -77,7 +89,7 @@ func (c Cmd) commandLine() (string, error) {
 		}
 	}
 	inner.WriteString(Join(c.Argv))
-	return "exec /bin/sh -c " + Quote(wrapperScript) + " clusterflow " + Quote(inner.String()), nil
+	return inner.String(), nil
 }
 
 // Quote quotes s for a POSIX shell. Inside single quotes nothing is special but

@@ -10,9 +10,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
@@ -47,12 +49,23 @@ func (p *Pool) dialHost(ctx context.Context, h Host) (*ssh.Client, error) {
 		ClientVersion:     "SSH-2.0-clusterflow",
 	}
 
-	var conn net.Conn
+	// The jump host's connection first: its dial takes handshake slots of its own,
+	// which this one must not hold meanwhile.
+	var jump *ssh.Client
 	if h.Via != nil {
-		jump, err := p.client(ctx, *h.Via)
-		if err != nil {
+		if jump, err = p.client(ctx, *h.Via); err != nil {
 			return nil, err // already names the jump host
 		}
+	}
+	release, err := p.handshakes.acquire(ctx, h.viaAddr()+">"+target)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	start := time.Now()
+
+	var conn net.Conn
+	if jump != nil {
 		dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
 		conn, err = jump.DialContext(dctx, "tcp", target)
 		cancel()
@@ -98,7 +111,67 @@ func (p *Pool) dialHost(ctx context.Context, h Host) (*ssh.Client, error) {
 		tmu.Unlock()
 		return nil, p.classifyDialErr(h, err, to, authDesc)
 	}
+	p.opts.Metrics.Timer(SSHHandshakeDuration).Record(time.Since(start))
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// handshakeSlots bounds the handshakes in flight: in the whole pool, and per
+// target sshd (see PoolOptions.MaxHandshakes).
+type handshakeSlots struct {
+	all       chan struct{}
+	perTarget int
+	inFlight  client.MetricsGauge
+	n         atomic.Int64
+
+	mu      sync.Mutex
+	targets map[string]*targetSlots
+}
+
+// targetSlots are one target's slots; the entry is dropped once nobody holds or
+// waits for one.
+type targetSlots struct {
+	slots chan struct{}
+	users int
+}
+
+// acquire waits for a slot of target, then for one of the pool (so that a dial
+// waiting for a busy target holds none of the pool's). release frees both.
+func (hs *handshakeSlots) acquire(ctx context.Context, target string) (release func(), err error) {
+	hs.mu.Lock()
+	ts := hs.targets[target]
+	if ts == nil {
+		ts = &targetSlots{slots: make(chan struct{}, hs.perTarget)}
+		hs.targets[target] = ts
+	}
+	ts.users++
+	hs.mu.Unlock()
+	leave := func() {
+		hs.mu.Lock()
+		if ts.users--; ts.users == 0 {
+			delete(hs.targets, target)
+		}
+		hs.mu.Unlock()
+	}
+	select {
+	case ts.slots <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+	select {
+	case hs.all <- struct{}{}:
+	case <-ctx.Done():
+		<-ts.slots
+		leave()
+		return nil, ctx.Err()
+	}
+	hs.inFlight.Update(float64(hs.n.Add(1)))
+	return sync.OnceFunc(func() {
+		hs.inFlight.Update(float64(hs.n.Add(-1)))
+		<-hs.all
+		<-ts.slots
+		leave()
+	}), nil
 }
 
 // classifyDialErr turns a connect or handshake error into a typed application error.

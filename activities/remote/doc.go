@@ -1,7 +1,8 @@
 // Package remote is how clusterflow reaches a host: SSH connections (pooled, one
 // per host and identity per worker, through jump hosts), host key checking against
 // known_hosts files (strict or trust-on-first-use), commands that die with their
-// caller, files over SFTP, streams to the host's unix sockets and ports (the Docker
+// caller, files (written through a session that checks them as they arrive, read
+// over SFTP), streams to the host's unix sockets and ports (the Docker
 // Engine API, Consul's HTTP API), and OpenSSH's key formats.
 //
 // It is the only package of clusterflow's activities that imports

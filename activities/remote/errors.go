@@ -28,11 +28,15 @@ const (
 	// Refused: the host refused a step of a file transfer (permission denied, no
 	// such user or directory, full disk, no SFTP subsystem).
 	Refused
+	// Mismatch: the host wrote other bytes than were sent (a checksum or size
+	// differs after a transfer). Sending again may work.
+	Mismatch
 )
 
 var kindNames = map[Kind]string{
 	Invalid: "invalid", Unreachable: "unreachable", HostKeyMismatch: "host key mismatch",
 	HostKeyUnknown: "host key unknown", AuthFailed: "authentication failed", Refused: "refused",
+	Mismatch: "mismatch",
 }
 
 func (k Kind) String() string {

@@ -25,16 +25,37 @@ type PoolOptions struct {
 	// refuses more than MaxSessions (default 10) per connection, so callers beyond
 	// this wait for a slot instead of failing. Default 8.
 	MaxSessions int
+	// MaxHandshakes caps the SSH handshakes (TCP connect, key exchange, host key
+	// check, authentication) in flight at once in the whole pool: each costs CPU on
+	// both ends, and a cold fan-out to thousands of hosts would otherwise start them
+	// all together and slow every one down past ConnectTimeout. Dials beyond it wait
+	// for a free slot (not counted against ConnectTimeout). Default 32.
+	MaxHandshakes int
+	// MaxHandshakesPerTarget caps them per target sshd: an address:port as dialled
+	// from the worker, or from a jump host. OpenSSH's MaxStartups (default 10:30:100)
+	// drops connections at random once 10 are waiting to authenticate. Default 8.
+	MaxHandshakesPerTarget int
 	// Logger receives connection events (dial, pin, evict). Default slog.Default().
 	Logger *slog.Logger
-	// Metrics counts dials as clusterflow_ssh_connections{result=ok|error}. Default:
-	// none. (Dials run on the pool's context, not an activity's, so the pool takes
-	// the worker's handler rather than activity.GetMetricsHandler.)
+	// Metrics counts dials as clusterflow_ssh_connections{result=ok|error}, times
+	// handshakes (clusterflow_ssh_handshake_duration) and reports the handshakes
+	// in flight (clusterflow_ssh_handshakes_in_flight). Default: none. (Dials run on
+	// the pool's context, not an activity's, so the pool takes the worker's handler
+	// rather than activity.GetMetricsHandler.)
 	Metrics client.MetricsHandler
 }
 
-// SSHConnections is the pool's dial counter, labelled result=ok|error.
-const SSHConnections = "clusterflow_ssh_connections"
+// The pool's metrics.
+const (
+	// SSHConnections counts dials, labelled result=ok|error.
+	SSHConnections = "clusterflow_ssh_connections"
+	// SSHHandshakeDuration times the successful handshakes, from the TCP connect
+	// (or the jump host's channel) to the end of authentication; not the wait for
+	// a handshake slot.
+	SSHHandshakeDuration = "clusterflow_ssh_handshake_duration"
+	// SSHHandshakesInFlight is the number of handshakes under way.
+	SSHHandshakesInFlight = "clusterflow_ssh_handshakes_in_flight"
+)
 
 // Pool keeps one SSH connection per target per worker process and shares it among
 // activities. Connections are dialled on first use, probed with keepalives, and
@@ -55,6 +76,8 @@ type Pool struct {
 	mu     sync.Mutex
 	conns  map[string]*poolConn
 	closed bool
+
+	handshakes handshakeSlots
 }
 
 // poolConn is one pooled connection, or a dial in progress. Callers that find a
@@ -82,6 +105,12 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 8
 	}
+	if opts.MaxHandshakes <= 0 {
+		opts.MaxHandshakes = 32
+	}
+	if opts.MaxHandshakesPerTarget <= 0 {
+		opts.MaxHandshakesPerTarget = 8
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -96,6 +125,12 @@ func NewPool(opts PoolOptions) *Pool {
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[string]*poolConn),
+		handshakes: handshakeSlots{
+			all:       make(chan struct{}, opts.MaxHandshakes),
+			perTarget: opts.MaxHandshakesPerTarget,
+			targets:   map[string]*targetSlots{},
+			inFlight:  opts.Metrics.Gauge(SSHHandshakesInFlight),
+		},
 	}
 }
 

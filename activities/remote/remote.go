@@ -56,11 +56,14 @@ type FS interface {
 	// ReadFile reads path as the login user, at most limit bytes.
 	ReadFile(ctx context.Context, h Host, path string, limit int64) ([]byte, error)
 	// WriteFile makes path hold src, atomically: readers see the old file or the
-	// new one, never a partial one. With h.Sudo the content goes to a private file
-	// of the login user first and sudo installs it; otherwise the login user writes
-	// a temporary file next to path and renames it over path. Attrs are applied
-	// before the rename. sent, when not nil, counts the bytes sent.
-	WriteFile(ctx context.Context, h Host, path string, src Content, a Attrs, sent *atomic.Int64) error
+	// new one, never a partial one. A temporary file next to path, written as the
+	// login user (as root with h.Sudo), is renamed over path once it is complete,
+	// synced, has attrs, and its checksum as the host computed it while writing
+	// matches the checksum of what was sent (a Mismatch error otherwise); neither
+	// side reads the data twice. When src.SHA256 is set, the host checks against
+	// it and renames in the same command. It returns the content's SHA-256 (hex).
+	// sent, when not nil, counts the bytes sent.
+	WriteFile(ctx context.Context, h Host, path string, src Content, a Attrs, sent *atomic.Int64) (string, error)
 	// MkdirAll creates dir and its parents as the login user (a relative dir is
 	// under the user's home directory), sets dir's mode, and returns its absolute
 	// path.
@@ -101,14 +104,32 @@ type Conn interface {
 type Content struct {
 	Data []byte
 	Path string // read when Data is nil
+	// SHA256 is the content's checksum (hex) when the caller knows it already;
+	// empty: WriteFile computes it while sending.
+	SHA256 string
 }
 
 // Open returns a reader of the content.
 func (c Content) Open() (io.ReadCloser, error) {
+	r, _, err := c.openSized()
+	return r, err
+}
+
+// openSized returns a reader of the content and its size.
+func (c Content) openSized() (io.ReadCloser, int64, error) {
 	if c.Data != nil || c.Path == "" {
-		return io.NopCloser(bytes.NewReader(c.Data)), nil
+		return io.NopCloser(bytes.NewReader(c.Data)), int64(len(c.Data)), nil
 	}
-	return os.Open(c.Path)
+	f, err := os.Open(c.Path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
 }
 
 // Attrs are the mode and ownership of a written file.

@@ -6,6 +6,8 @@ package remotetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -181,22 +183,28 @@ func (f *Fake) ReadFile(_ context.Context, h remote.Host, p string, limit int64)
 	return file.Data[:min(int64(len(file.Data)), limit)], nil
 }
 
-// WriteFile stores the content.
-func (f *Fake) WriteFile(_ context.Context, h remote.Host, p string, src remote.Content, a remote.Attrs, sent *atomic.Int64) error {
+// WriteFile stores the content. A src.SHA256 that does not match it is a
+// Mismatch error, as on a real host.
+func (f *Fake) WriteFile(_ context.Context, h remote.Host, p string, src remote.Content, a remote.Attrs, sent *atomic.Int64) (string, error) {
 	r, err := src.Open()
 	if err != nil {
-		return &remote.Error{Kind: remote.Invalid, Msg: h.Label() + ": upload src: " + err.Error()}
+		return "", &remote.Error{Kind: remote.Invalid, Msg: h.Label() + ": upload src: " + err.Error()}
 	}
 	defer r.Close()
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if sent != nil {
 		sent.Add(int64(len(data)))
 	}
+	sum := sha256.Sum256(data)
+	hexSum := hex.EncodeToString(sum[:])
+	if src.SHA256 != "" && src.SHA256 != hexSum {
+		return "", &remote.Error{Kind: remote.Mismatch, Msg: h.Label() + ": the host wrote other bytes than were sent"}
+	}
 	f.SetFile(p, data, a)
-	return nil
+	return hexSum, nil
 }
 
 // MkdirAll records the directory.
