@@ -137,6 +137,8 @@ func TestJudge(t *testing.T) {
 		{"paused", ServiceStatus{UpdateState: "paused", Message: "update paused", ConvergedAt: after, Replicas: 3, Running: 2}, ServiceStatus{}, updated, ServicePaused, ""},
 		{"unchanged", ServiceStatus{Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, ServiceUnchanged, ""},
 		{"unchanged after an old rollback", ServiceStatus{UpdateState: "rollback_completed", ConvergedAt: before, Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, ServiceUnchanged, ""},
+		{"unchanged, an update completed but its tasks not running yet", ServiceStatus{UpdateState: "completed", ConvergedAt: before, Replicas: 3, Running: 1}, ServiceStatus{}, unchanged, "", ""},
+		{"unchanged, an update completed and its tasks run", ServiceStatus{UpdateState: "completed", ConvergedAt: before, Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, ServiceUnchanged, ""},
 		{"unchanged, update running", ServiceStatus{UpdateState: "updating", ConvergedAt: before, Replicas: 3, Running: 3}, ServiceStatus{}, unchanged, "", ""},
 	} {
 		got := judge(c.st, c.last, c.applied, now)

@@ -379,7 +379,10 @@ func judge(st, last ServiceStatus, applied ServiceApplied, now time.Time) Servic
 			st.Outcome = settled // an earlier update rolled back to the spec wanted now
 		}
 	case swarm.UpdateStateCompleted:
-		if converged || !applied.Changed {
+		// Unchanged too only once the tasks run: a retried ApplyService whose
+		// earlier attempt updated the service (its heartbeat lost with its
+		// worker) sees the spec as wanted, while that update's tasks still start.
+		if converged {
 			st.Outcome = settled
 		}
 	default: // no update (a creation, a scaling, an equal spec) or not started yet

@@ -453,22 +453,30 @@ func (c *cluster) labHosts(inventory string, n int) []playbooks.Host {
 // attempt of the named activity in a run.
 func activityAttempts(t *testing.T, c *cluster, id, activity string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	types := map[int64]string{}
 	n := 0
-	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachEvent(t, c, id, func(e *historypb.HistoryEvent) {
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[e.GetEventId()] = a.GetActivityType().GetName()
 		}
 		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == activity {
 			n = max(n, int(a.GetAttempt()))
 		}
-	}
+	})
 	return n
+}
+
+// eachEvent gives each event of run id's history to fn, in order.
+func eachEvent(t *testing.T, c *cluster, id string, fn func(*historypb.HistoryEvent)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(e)
+	}
 }

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -395,6 +395,18 @@ func retriedActivities(t *testing.T, c *cluster, id string) []string {
 	return out
 }
 
+// childRuns is the workflow IDs of the child workflows run id started, in order.
+func childRuns(t *testing.T, c *cluster, id string) []string {
+	t.Helper()
+	var out []string
+	eachEvent(t, c, id, func(e *historypb.HistoryEvent) {
+		if a := e.GetChildWorkflowExecutionStartedEventAttributes(); a != nil {
+			out = append(out, a.GetWorkflowExecution().GetWorkflowId())
+		}
+	})
+	return out
+}
+
 // activityStart is an activity's (last) start as its run's history records it.
 type activityStart struct {
 	typ, summary string
@@ -405,16 +417,9 @@ type activityStart struct {
 // activityStarts reads the activity starts of run id, in order.
 func activityStarts(t *testing.T, c *cluster, id string) []activityStart {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	scheduled := map[int64]activityStart{}
 	var out []activityStart
-	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachEvent(t, c, id, func(e *historypb.HistoryEvent) {
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 			st := activityStart{typ: a.GetActivityType().GetName()}
 			if m := e.GetUserMetadata(); m != nil && m.GetSummary() != nil {
@@ -427,7 +432,7 @@ func activityStarts(t *testing.T, c *cluster, id string) []activityStart {
 			st.attempt, st.at = a.GetAttempt(), e.GetEventTime().AsTime()
 			out = append(out, st)
 		}
-	}
+	})
 	return out
 }
 
