@@ -42,10 +42,7 @@ func TestLabClusterPlaybook(t *testing.T) {
 	if nodes != "master Ready Leader\nslave01 Ready \nslave02 Ready" && nodes != "master Ready Leader\nslave01 Ready\nslave02 Ready" {
 		t.Errorf("swarm nodes:\n%s", nodes)
 	}
-	waitFor(t, time.Minute, "web to run 3 replicas", func() bool {
-		out, _ := nodeShErr("master", "docker service ls --filter name=web --format '{{.Replicas}}'")
-		return out == "3/3 (max 1 per node)"
-	})
+	waitForWeb(t, time.Minute)
 	// The image was built on master from playbooks/images/web and loaded into the
 	// others; every node's task answers on its own port 8080 (host mode).
 	for _, n := range []string{"master", "slave01", "slave02"} {
@@ -116,4 +113,14 @@ func (c *cluster) rerunUnchanged(pb string) time.Duration {
 		}
 	}
 	return took
+}
+
+// waitForWeb waits for the cluster playbook's web service to run its 3 replicas.
+// docker prints "3/3 (max 1 per node)": the playbook sets maxReplicasPerNode.
+func waitForWeb(t *testing.T, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, "web to run 3 replicas", func() bool {
+		out, _ := nodeShErr("master", "docker service ls --filter name=web --format '{{.Replicas}}'")
+		return out == "3/3 (max 1 per node)"
+	})
 }

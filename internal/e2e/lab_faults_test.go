@@ -355,12 +355,7 @@ func checkBootstrapped(t *testing.T, c *cluster, state string, tally *faultTally
 	if m := nodeSh(t, "master", "docker node ls --filter role=manager -q | wc -l"); m != "1" {
 		lost("%s managers, want 1", m)
 	}
-	waitFor(t, 2*time.Minute, "web to run 3 replicas", func() bool {
-		// "3/3 (max 1 per node)": the playbook sets maxReplicasPerNode.
-		out, _ := nodeShErr("master", "docker service ls --filter name=web --format '{{.Replicas}}'")
-		f := strings.Fields(out)
-		return len(f) > 0 && f[0] == "3/3"
-	})
+	waitForWeb(t, 2*time.Minute)
 	if n := nodeSh(t, "master", "docker service ls -q | wc -l"); n != "1" {
 		lost("%s services, want 1", n)
 	}
