@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // Files copies files to hosts. Its exported methods are activities.
@@ -93,7 +94,7 @@ func (f *Files) UploadFile(ctx context.Context, req UploadRequest) (UploadResult
 		return UploadResult{}, hostInvalid(h, "upload owner %q or group %q is not a plain user or group name", req.Owner, req.Group)
 	}
 
-	src, err := openLocal(req)
+	src, err := openLocal(f.rem, req)
 	if err != nil {
 		return UploadResult{}, err
 	}
@@ -132,8 +133,14 @@ type templateHost struct {
 // maxTemplateSize bounds a template source: templates are rendered in memory.
 const maxTemplateSize = 16 << 20
 
-func openLocal(req UploadRequest) (*localContent, error) {
+func openLocal(rem typedRemote, req UploadRequest) (*localContent, error) {
 	h := req.Host
+	if !rules.WorkerPath(req.Src) {
+		return nil, hostInvalid(h, "upload src %q must be %s", req.Src, rules.WorkerPathRule)
+	}
+	if err := rem.workerFile("upload src", req.Src, false); err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(req.Src)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

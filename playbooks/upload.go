@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // readUpload reads the fields of an upload step.
@@ -84,7 +86,11 @@ func (f *file) uploadSource(n *yaml.Node, path string, template bool) (string, b
 		f.errorAt(n, path, "must stay inside the playbook's directory (%s); %s leads out of it", f.dir, quote(src))
 		return "", false
 	}
-	abs := filepath.Join(f.dir, clean)
+	abs, err := f.allowed(filepath.Join(f.dir, clean), workerfs.Content)
+	if err != nil {
+		f.errorAt(n, path, "%v", err)
+		return "", false
+	}
 	st, err := os.Stat(abs)
 	if err == nil {
 		err = regularFile(st)

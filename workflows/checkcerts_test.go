@@ -367,7 +367,7 @@ func TestRunPlaybookCheckCertificatesStep(t *testing.T) {
 	f.register(env)
 	var inventory []playbooks.Host
 	for _, h := range hosts {
-		inventory = append(inventory, playbooks.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User})
+		inventory = append(inventory, playbooks.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User, IdentityFile: "/k/id", KnownHostsFile: "/k/known_hosts", HostKeyPolicy: playbooks.HostKeyStrict})
 	}
 	plan := &playbooks.Plan{Name: "cert-check", Hosts: inventory, Steps: []playbooks.Step{{
 		Name: "certificates", Kind: playbooks.KindCheckCertificates, Hosts: []string{"m1", "w1"},

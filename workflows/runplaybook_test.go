@@ -25,7 +25,7 @@ import (
 func testPlan(hosts ...string) *playbooks.Plan {
 	p := &playbooks.Plan{Name: "t", Cluster: "lab"}
 	for _, h := range hosts {
-		p.Hosts = append(p.Hosts, playbooks.Host{Name: h, Address: "127.0.0.1", Port: 22, User: "root"})
+		p.Hosts = append(p.Hosts, playbooks.Host{Name: h, Address: "127.0.0.1", Port: 22, User: "root", IdentityFile: "/k/id", KnownHostsFile: "/k/known_hosts", HostKeyPolicy: playbooks.HostKeyStrict})
 	}
 	step := func(name, kind string) playbooks.Step {
 		s := playbooks.Step{Name: name, Kind: kind, Hosts: hosts, Parallel: 2, Attempts: 1, Timeout: playbooks.Duration(time.Minute)}
