@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"gopkg.in/yaml.v3"
@@ -46,6 +47,14 @@ func (e *limitError) Error() string {
 		return "plan: " + e.msg
 	}
 	return fmt.Sprintf("plan.%s: %s", e.field, e.msg)
+}
+
+// IsLimitError reports whether err is Plan.Normalize's error for a plan that breaks
+// only the limits of this file (maxHosts, maxSteps, maxHostSteps, maxPlanJSON): the
+// workflow lets runs from before the limits go on (see workflows' planLimitsChange).
+func IsLimitError(err error) bool {
+	var le *limitError
+	return errors.As(err, &le)
 }
 
 // checkLimits checks the plan against maxHosts, maxSteps, maxHostSteps and
