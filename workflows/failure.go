@@ -3,6 +3,8 @@ package workflows
 import (
 	"fmt"
 	"unicode/utf8"
+
+	"go.temporal.io/sdk/workflow"
 )
 
 // boundedFailureChange guards the failure of RunPlaybook: runs from before it failed
@@ -12,11 +14,31 @@ import (
 // with a FailureSummary and a clipped message.
 const boundedFailureChange = "bounded-failure-details"
 
+// clipHostMessagesChange guards the clipping of each host's message in the progress
+// to maxHostMessage bytes, which keeps the progress (the query's answer, the run's
+// result) within Temporal's payload limit at playbooks' maxHostSteps. The version is
+// asked only for a message that needs clipping: other runs record no marker.
+const clipHostMessagesChange = "clip-host-messages"
+
+// hostMessage is a host's message as the progress keeps it.
+func hostMessage(ctx workflow.Context, msg string) string {
+	if jsonSize(msg) <= maxHostMessage {
+		return msg
+	}
+	if workflow.GetVersion(ctx, clipHostMessagesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return msg
+	}
+	return clipJSON(msg, maxHostMessage)
+}
+
 // Bounds of a failure.
 const (
 	maxFailureMessage   = 2000 // bytes of the error message (and Progress.Error)
 	maxFailedHostsShown = 10   // failed hosts named in a FailureSummary
-	maxHostMessage      = 300  // bytes of each of their messages
+	// maxHostMessage bounds each host's message, in the progress and in a summary,
+	// in bytes as JSON: 4000 host-steps (playbooks' maxHostSteps) of at most about
+	// 430 bytes each (name, state, times and message) make a progress under 1.8 MB.
+	maxHostMessage = 240
 )
 
 // FailureSummary is the details of a failed RunPlaybook's PlaybookFailed error: what
@@ -55,7 +77,7 @@ func (r *run) failureSummary(i int) *FailureSummary {
 			fs.MoreFailed++
 			continue
 		}
-		h.Message = clipText(h.Message, maxHostMessage)
+		h.Message = clipJSON(h.Message, maxHostMessage)
 		fs.FailedHosts = append(fs.FailedHosts, h)
 	}
 	return fs
@@ -71,6 +93,45 @@ func (fs *FailureSummary) Lines() []string {
 		lines = append(lines, fmt.Sprintf("  ... and %d more failed hosts in step %s (starter status shows them all)", fs.MoreFailed, fs.FailedStep))
 	}
 	return lines
+}
+
+// jsonSize is how many bytes s takes in a JSON string (encoding/json escapes control
+// characters, <, >, & and U+2028/9 as \uXXXX, and " and \ with a backslash).
+func jsonSize(s string) int {
+	n := 0
+	for _, r := range s {
+		n += jsonRuneSize(r)
+	}
+	return n
+}
+
+func jsonRuneSize(r rune) int {
+	switch {
+	case r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+		return 2
+	case r < 0x20 || r == '<' || r == '>' || r == '&' || r == 0x2028 || r == 0x2029:
+		return 6
+	case r == '"' || r == '\\':
+		return 2
+	case r == utf8.RuneError:
+		return 6 // an invalid byte becomes \ufffd
+	}
+	return utf8.RuneLen(r)
+}
+
+// clipJSON shortens s to at most n bytes as a JSON string, marking the cut.
+func clipJSON(s string, n int) string {
+	if jsonSize(s) <= n {
+		return s
+	}
+	const mark = " …(clipped)"
+	budget := n - jsonSize(mark)
+	for i, r := range s {
+		if budget -= jsonRuneSize(r); budget < 0 {
+			return s[:i] + mark
+		}
+	}
+	return s
 }
 
 // clipText shortens s to at most n bytes, on a rune boundary, marking the cut.

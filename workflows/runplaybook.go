@@ -288,6 +288,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int, p procedu
 				}
 			}
 		}
+		hs.Message = hostMessage(ctx, hs.Message)
 		if hs.State == HostFailed {
 			failures++
 			r.failed[hs.Host] = true
@@ -347,7 +348,7 @@ func (r *run) finishHost(ctx workflow.Context, step playbooks.Step, hs *HostStat
 			hs.State, hs.Message = HostSkipped, "cancelled"
 			return
 		}
-		hs.State, hs.Message = HostFailed, errorMessage(err)
+		hs.State, hs.Message = HostFailed, hostMessage(ctx, errorMessage(err))
 	}
 }
 

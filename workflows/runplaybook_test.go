@@ -310,6 +310,11 @@ func TestRunPlaybookFailureBounded(t *testing.T) {
 	if final.Outcome != OutcomeFailed || final.Counts().Failed != 400 || len(final.Error) > maxFailureMessage {
 		t.Fatalf("progress: outcome %s, counts %+v, error %d bytes", final.Outcome, final.Counts(), len(final.Error))
 	}
+	if m := final.Steps[0].Hosts[7].Message; len(m) > maxHostMessage || !strings.HasPrefix(m, "host unreachable: xxx") {
+		t.Fatalf("host message in the progress: %d bytes: %.40s", len(m), m)
+	}
+	pb, _ := json.Marshal(final)
+	t.Logf("progress of 400 hosts x 3 steps: %d bytes", len(pb))
 }
 
 // TestRunPlaybookRefusesOverLimits: a plan sent as JSON over the host-steps limit is
@@ -332,7 +337,10 @@ func TestRunPlaybookRefusesOverLimits(t *testing.T) {
 func TestRunPlaybookFailureUnversioned(t *testing.T) {
 	env := newEnv(t)
 	env.OnGetVersion(boundedFailureChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{ExitCode: 1}, nil)
+	env.OnGetVersion(clipHostMessagesChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	long := strings.Repeat("y", 1000)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{},
+		temporal.NewNonRetryableApplicationError(long, activities.ErrInvalidInput, nil))
 	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b")})
 	var appErr *temporal.ApplicationError
 	if !errors.As(env.GetWorkflowError(), &appErr) || appErr.Type() != ErrPlaybookFailed {
@@ -341,6 +349,9 @@ func TestRunPlaybookFailureUnversioned(t *testing.T) {
 	var p Progress
 	if err := appErr.Details(&p); err != nil || len(p.Steps) != 3 || p.Steps[0].Hosts[1].State != HostFailed {
 		t.Fatalf("progress %+v (%v)", p, err)
+	}
+	if m := p.Steps[0].Hosts[0].Message; m != long {
+		t.Fatalf("message clipped in a run from before clip-host-messages: %d bytes", len(m))
 	}
 }
 
