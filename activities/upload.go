@@ -167,6 +167,9 @@ func openLocal(req UploadRequest) (*localContent, error) {
 		Host: templateHost{Name: h.Name, Address: h.Address, Groups: h.Groups},
 		Vars: vars,
 	}
+	if err := playbooks.CheckTemplateData(tmpl, max(len(vars), len(h.Groups))); err != nil {
+		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
+	}
 	out, err := playbooks.RenderTemplateBytes(tmpl, data, playbooks.MaxTemplateOutput, playbooks.TemplateBudget)
 	if err != nil {
 		return nil, hostInvalid(h, "template %s: %v", req.Src, err)

@@ -70,10 +70,24 @@ func NewTemplate(name, text string) (*template.Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTemplateWork(t); err != nil {
+	if err := checkTemplateWork(t, templateDataRange); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	return t, nil
+}
+
+// CheckTemplateData checks t's work again (see checkTemplateWork) for data whose
+// longest list or map (vars, a host's groups) has longest entries, when that is more
+// than NewTemplate assumed: nested ranges over many vars could run long without
+// writing.
+func CheckTemplateData(t *template.Template, longest int) error {
+	if int64(longest) <= templateDataRange {
+		return nil
+	}
+	if err := checkTemplateWork(t, int64(longest)); err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	return nil
 }
 
 // ErrTemplateBudget is returned by RenderTemplate for a rendering that runs past its
@@ -162,8 +176,8 @@ func (b *budgetWriter) stop() {
 // (printf widths are capped at 1e6 by fmt). RenderTemplate bounds those that write in
 // time and output; one that writes nothing cannot be interrupted and finishes on its
 // own after RenderTemplate has returned.
-func checkTemplateWork(t *template.Template) error {
-	w := &workCheck{t: t, vars: map[string]int64{}}
+func checkTemplateWork(t *template.Template, dataRange int64) error {
+	w := &workCheck{t: t, vars: map[string]int64{}, dataRange: dataRange}
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Tree.Root == nil {
 			continue
@@ -176,12 +190,13 @@ func checkTemplateWork(t *template.Template) error {
 }
 
 type workCheck struct {
-	work  int64 // nodes counted so far, times the ranges around them
-	calls int   // {{template}} calls followed
-	t     *template.Template
-	cur   *parse.Tree // the tree being walked, for positions
-	stack []string
-	vars  map[string]int64 // variables set to an integer constant, by name
+	dataRange int64 // what a range over data counts for
+	work      int64 // nodes counted so far, times the ranges around them
+	calls     int   // {{template}} calls followed
+	t         *template.Template
+	cur       *parse.Tree // the tree being walked, for positions
+	stack     []string
+	vars      map[string]int64 // variables set to an integer constant, by name
 }
 
 func (w *workCheck) tree(name string, mult int64) error {
@@ -250,7 +265,7 @@ func (w *workCheck) count(n parse.Node, mult int64) error {
 	if w.work > maxTemplateWork {
 		return fmt.Errorf("%s: the template does too much work: at most %d actions and text pieces may run in all "+
 			"(a range multiplies what it holds by its length, a range over data counted as %d)",
-			w.pos(n), maxTemplateWork, templateDataRange)
+			w.pos(n), maxTemplateWork, w.dataRange)
 	}
 	return nil
 }
@@ -318,7 +333,7 @@ func (w *workCheck) rangeLength(p *parse.PipeNode) (int64, error) {
 			}
 		}
 	}
-	return templateDataRange, nil
+	return w.dataRange, nil
 }
 
 // pos is where node n is, as text/template names it: "NAME:LINE:COL".

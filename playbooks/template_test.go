@@ -108,3 +108,18 @@ func TestTemplateWorkWithinBudget(t *testing.T) {
 		t.Logf("%s: %s", text, time.Since(start))
 	}
 }
+
+// TestTemplateCheckedForData: nested ranges over vars pass NewTemplate (a range over
+// data counted as 1000) but are refused for a playbook with 5000 vars.
+func TestTemplateCheckedForData(t *testing.T) {
+	tmpl, err := NewTemplate("t", "{{range .Vars}}{{range $.Vars}}{{end}}{{end}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckTemplateData(tmpl, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckTemplateData(tmpl, 5000); err == nil || !strings.Contains(err.Error(), "does too much work") {
+		t.Fatalf("5000 vars: %v", err)
+	}
+}

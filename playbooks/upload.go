@@ -131,12 +131,21 @@ func (f *file) checkTemplate(n *yaml.Node, path string, s *Step, c *stepContext)
 	// Both budgets are shared by all the hosts: once one is spent, enough was checked.
 	left := &countdown{n: maxUploadSize}
 	deadline := time.Now().Add(TemplateBudget)
+	longest := len(c.vars)
+	for _, name := range s.Hosts {
+		longest = max(longest, len(c.inv.byName[name].host.Groups))
+	}
+	if err := CheckTemplateData(tmpl, longest); err != nil {
+		f.errorAt(n, path, "is not a valid template for this playbook's vars and groups: %v", err)
+		return
+	}
 	for i, name := range s.Hosts {
+		data := NewTemplateData(c.inv.byName[name].host, c.vars)
 		budget := time.Until(deadline)
 		if budget <= 0 && i > 0 {
 			return
 		}
-		err := RenderTemplate(tmpl, NewTemplateData(c.inv.byName[name].host, c.vars), left, left.n, max(budget, 0))
+		err := RenderTemplate(tmpl, data, left, left.n, max(budget, 0))
 		switch {
 		case errors.Is(err, ErrTemplateBudget) && i > 0:
 			return
