@@ -177,12 +177,12 @@ func (b *budgetWriter) stop() {
 // time and output; one that writes nothing cannot be interrupted and finishes on its
 // own after RenderTemplate has returned.
 func checkTemplateWork(t *template.Template, dataRange int64) error {
-	w := &workCheck{t: t, vars: map[string]int64{}, dataRange: dataRange}
+	w := &workCheck{t: t, vars: map[string]int64{}, dataRange: dataRange, dot: -1}
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Tree.Root == nil {
 			continue
 		}
-		if err := w.tree(tt.Name(), 1); err != nil {
+		if err := w.tree(tt.Name(), 1, -1); err != nil {
 			return err
 		}
 	}
@@ -197,9 +197,10 @@ type workCheck struct {
 	cur       *parse.Tree // the tree being walked, for positions
 	stack     []string
 	vars      map[string]int64 // variables set to an integer constant, by name
+	dot       int64            // what dot is when it is an integer constant (at most), or -1
 }
 
-func (w *workCheck) tree(name string, mult int64) error {
+func (w *workCheck) tree(name string, mult, dot int64) error {
 	for _, s := range w.stack {
 		if s == name {
 			return fmt.Errorf("template %q calls itself (through %v): recursive templates are not supported", name, w.stack)
@@ -210,9 +211,9 @@ func (w *workCheck) tree(name string, mult int64) error {
 		return nil // an undefined template fails at execution
 	}
 	w.stack = append(w.stack, name)
-	prev := w.cur
-	w.cur = tt.Tree
-	defer func() { w.stack, w.cur = w.stack[:len(w.stack)-1], prev }()
+	prev, prevDot := w.cur, w.dot
+	w.cur, w.dot = tt.Tree, dot
+	defer func() { w.stack, w.cur, w.dot = w.stack[:len(w.stack)-1], prev, prevDot }()
 	return w.node(tt.Tree.Root, mult)
 }
 
@@ -235,7 +236,16 @@ func (w *workCheck) node(n parse.Node, mult int64) error {
 	case *parse.IfNode:
 		return w.branch(&n.BranchNode, mult)
 	case *parse.WithNode:
-		return w.branch(&n.BranchNode, mult)
+		// Inside, dot is the pipeline's value: {{with 5}}{{range .}} ranges over 5.
+		w.decl(n.Pipe)
+		v, ok := w.constant(n.Pipe)
+		if !ok {
+			v = -1
+		}
+		if err := w.withDot(v, func() error { return w.node(n.List, mult) }); err != nil {
+			return err
+		}
+		return w.node(n.ElseList, mult)
 	case *parse.RangeNode:
 		count, err := w.rangeLength(n.Pipe)
 		if err != nil {
@@ -246,7 +256,15 @@ func (w *workCheck) node(n parse.Node, mult int64) error {
 			return err
 		}
 		w.work -= inner
-		if err := w.node(n.List, inner); err != nil {
+		// Inside a range over N, dot and the range's variables are integers below N.
+		elem := int64(-1)
+		if _, ok := w.constant(n.Pipe); ok {
+			elem = count
+			for _, v := range n.Pipe.Decl {
+				w.vars[v.Ident[0]] = max(w.vars[v.Ident[0]], count)
+			}
+		}
+		if err := w.withDot(elem, func() error { return w.node(n.List, inner) }); err != nil {
 			return err
 		}
 		return w.node(n.ElseList, mult)
@@ -254,9 +272,21 @@ func (w *workCheck) node(n parse.Node, mult int64) error {
 		if w.calls++; w.calls > maxTemplateCalls {
 			return fmt.Errorf("%s: the template calls templates more than %d times", w.pos(n), maxTemplateCalls)
 		}
-		return w.tree(n.Name, mult)
+		dot, ok := w.constant(n.Pipe)
+		if !ok {
+			dot = -1
+		}
+		return w.tree(n.Name, mult, dot)
 	}
 	return nil
+}
+
+// withDot runs f with dot set to v (-1: not a constant).
+func (w *workCheck) withDot(v int64, f func() error) error {
+	prev := w.dot
+	w.dot = v
+	defer func() { w.dot = prev }()
+	return f()
 }
 
 // count adds mult to the work, failing past maxTemplateWork at node n.
@@ -290,7 +320,7 @@ func (w *workCheck) decl(p *parse.PipeNode) {
 }
 
 // constant is the value of a pipeline that is an integer constant, a parenthesized
-// one, or a variable set to one.
+// one, or a variable or dot set to one (at most).
 func (w *workCheck) constant(p *parse.PipeNode) (int64, bool) {
 	if p == nil || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
 		return 0, false
@@ -305,6 +335,10 @@ func (w *workCheck) constant(p *parse.PipeNode) (int64, bool) {
 		}
 	case *parse.PipeNode:
 		return w.constant(a)
+	case *parse.DotNode:
+		if w.dot >= 0 {
+			return w.dot, true
+		}
 	case *parse.VariableNode:
 		if len(a.Ident) == 1 {
 			v, ok := w.vars[a.Ident[0]]
