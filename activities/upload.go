@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,11 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"text/template"
 	"time"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 // Files copies files to hosts. Its exported methods are activities.
@@ -162,7 +161,8 @@ func openLocal(rem typedRemote, req UploadRequest) (*localContent, error) {
 	if err != nil {
 		return nil, hostInvalid(h, "upload src: %v", err)
 	}
-	tmpl, err := template.New(filepath.Base(req.Src)).Option("missingkey=error").Parse(string(text))
+	// Parsed as the playbook parser does: loops that could run without bound are refused.
+	tmpl, err := playbooks.NewTemplate(filepath.Base(req.Src), string(text))
 	if err != nil {
 		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
 	}
@@ -174,12 +174,15 @@ func openLocal(rem typedRemote, req UploadRequest) (*localContent, error) {
 		Host: templateHost{Name: h.Name, Address: h.Address, Groups: h.Groups},
 		Vars: vars,
 	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, data); err != nil {
+	if err := playbooks.CheckTemplateData(tmpl, max(len(vars), len(h.Groups))); err != nil {
 		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
 	}
-	sum := sha256.Sum256(out.Bytes())
-	return &localContent{content: remote.Content{Data: out.Bytes()}, size: int64(out.Len()), sum: hex.EncodeToString(sum[:])}, nil
+	out, err := playbooks.RenderTemplateBytes(tmpl, data, playbooks.MaxTemplateOutput, playbooks.TemplateBudget)
+	if err != nil {
+		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
+	}
+	sum := sha256.Sum256(out)
+	return &localContent{content: remote.Content{Data: out}, size: int64(len(out)), sum: hex.EncodeToString(sum[:])}, nil
 }
 
 // uploadProgress is shared between the transfer and the heartbeat goroutine.

@@ -132,10 +132,14 @@ func (f *file) playbook(data []byte) *Plan {
 	}
 	plan.Hosts = inv.finish()
 
-	if n, p := spec.get("steps"); n == nil {
+	stepsNode, p := spec.get("steps")
+	if stepsNode == nil {
 		f.missing(spec, "steps", "a playbook needs at least one step")
 	} else {
-		plan.Steps = f.steps(n, p, &stepContext{inv: inv, vars: plan.Vars, varsOK: varsOK})
+		plan.Steps = f.steps(stepsNode, p, &stepContext{inv: inv, vars: plan.Vars, varsOK: varsOK})
+	}
+	if len(f.r.errs) == 0 {
+		f.checkLimits(plan, spec, stepsNode) // only a plan that is valid otherwise
 	}
 	return plan
 }

@@ -198,7 +198,7 @@ func (p *Plan) Normalize() error {
 			return err
 		}
 	}
-	return nil
+	return p.checkLimits()
 }
 
 // settingsOf is a kind's normalize function for the settings get returns: their
