@@ -20,9 +20,6 @@ func (p *Plan) normalizeHosts() error {
 	if len(p.Hosts) == 0 {
 		return fmt.Errorf("plan.hosts: is empty; a plan needs the hosts its steps run on")
 	}
-	if len(p.Hosts) > maxHosts {
-		return fmt.Errorf("plan.hosts: too many hosts (%d): the limit is %d per playbook", len(p.Hosts), maxHosts)
-	}
 	byName := make(map[string]int, len(p.Hosts))
 	for i := range p.Hosts {
 		h := &p.Hosts[i]

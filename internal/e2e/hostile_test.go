@@ -37,7 +37,7 @@ type hostileCase struct {
 
 // TestHostileInputs starts a worker with a narrow file policy (it may read its
 // playbook directory and write one "allowed" directory, nothing else of the
-// machine) and sends it some sixty hostile inputs: plans sent as JSON that try
+// machine) and sends it seventy hostile inputs: plans sent as JSON that try
 // each consequence of the hostile-input review (any worker file uploaded to a
 // host, addresses that are not addresses reaching the host-key pinning, pins
 // into chosen files, keys and binaries from anywhere), inline playbooks that
@@ -86,6 +86,7 @@ func TestHostileInputs(t *testing.T) {
 	key := write(filepath.Join(allowed, "id"), readFile(t, c.ssh.ClientKey), 0o600)
 	kh := write(filepath.Join(allowed, "known_hosts"), readFile(t, c.ssh.KnownHosts), 0o600)
 	motd := write(filepath.Join(pb, "motd"), "hello\n", 0o644)
+	write(filepath.Join(pb, "range.tmpl"), "{{range 100000000000}}{{end}}\n", 0o644)
 	for link, target := range map[string]string{filepath.Join(pb, "link-out"): secret, filepath.Join(pb, "link.yaml"): filepath.Join(outside, "x.yaml")} {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
@@ -233,6 +234,27 @@ func TestHostileInputs(t *testing.T) {
 		{"inline: inventory include /etc/passwd", inline("    include: [/etc/passwd]\n", "      kind: run\n      command: [true]\n"), outsideRead},
 		{"inline: hostKeyPolicy off", map[string]any{"inline": "apiVersion: clusterflow.io/v1\nkind: Playbook\nmetadata: {name: hostile}\nspec:\n  hostKeyPolicy: off\n  inventory:\n    hosts: []\n  steps: []\n"}, "hostKeyPolicy"},
 		{"inline: address *", inline(fmt.Sprintf("    defaults: {user: root, port: %d, identityFile: %s, knownHostsFile: %s}\n    hosts:\n      - {name: h1, address: \"*\"}\n", h.Port, key, kh), "      kind: run\n      command: [true]\n"), notAddress},
+
+		// Finding 4: small inputs that would wedge or bloat a run.
+		{"inline: template {{range 100000000000}}", inline("", "      kind: upload\n      src: range.tmpl\n      template: true\n      dest: "+filepath.Join(host, "range")+"\n"), "does too much work"},
+		{"plan: 600 KiB of vars", plan("b2", func(p *playbooks.Plan) { p.Vars = map[string]string{"blob": strings.Repeat("x", 600<<10)} }), "the limit is 512 KiB"},
+		{"plan: 1000 hosts x 5 steps", plan("b3", func(p *playbooks.Plan) {
+			h0 := p.Hosts[0]
+			p.Hosts = nil
+			var names []string
+			for i := range 1000 {
+				x := h0
+				x.Name, x.Address = fmt.Sprintf("n%d", i), fmt.Sprintf("127.1.%d.%d", i/250, i%250+1)
+				p.Hosts, names = append(p.Hosts, x), append(names, x.Name)
+			}
+			s0 := p.Steps[0]
+			p.Steps = nil
+			for i := range 5 {
+				s := s0
+				s.Name, s.Hosts = fmt.Sprintf("s%d", i), names
+				p.Steps = append(p.Steps, s)
+			}
+		}), "the limit is 4000"},
 
 		// Inputs that name a playbook file.
 		{"playbook: ../ out of the playbook dir", map[string]any{"playbook": "../outside/x.yaml"}, "outside the worker's playbook directory"},
