@@ -30,8 +30,13 @@ COPY bin/worker bin/starter /usr/local/bin/
 COPY lab/image/entrypoint.sh /usr/local/bin/clusterflow-entrypoint
 RUN chmod 0755 /usr/local/bin/worker /usr/local/bin/starter /usr/local/bin/clusterflow-entrypoint
 
+# The file policy (README, Security): playbooks may read and write the lab state the
+# entrypoint lays out in /clusterflow/.clusterflow, and read the lab files its links
+# lead to in /run/clusterflow-lab.
 ENV CLUSTERFLOW_STATE_DIR=/var/lib/clusterflow \
-    CLUSTERFLOW_PLAYBOOK_DIR=/clusterflow/playbooks
+    CLUSTERFLOW_PLAYBOOK_DIR=/clusterflow/playbooks \
+    CLUSTERFLOW_ALLOW_PATHS=/clusterflow/.clusterflow \
+    CLUSTERFLOW_ALLOW_READ=/run/clusterflow-lab
 WORKDIR /clusterflow
 # Temporal frontend (gRPC) and Web UI of `worker server`.
 EXPOSE 7233 8233

@@ -97,7 +97,7 @@ test-faults:
 FUZZTIME ?= 2m
 test-fuzz:
 	@for t in ./playbooks:FuzzParse ./playbooks:FuzzParseSums ./internal/codec:FuzzParseKeys ./internal/codec:FuzzDecode \
-	  ./activities:FuzzParseSHA256SUMS ./activities:FuzzParseKeyLines ./activities:FuzzParseRemoteState; do \
+	  ./activities:FuzzParseSHA256SUMS ./activities:FuzzParseKeyLines ./activities:FuzzParseRemoteState ./workflows:FuzzRunPlaybookInput; do \
 	  echo "== $${t#*:}"; $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -parallel 1 $${t%%:*} || exit 1; done
 
 # The whole suite on a fresh machine: installs prerequisites, runs everything,

@@ -55,7 +55,7 @@ func (s *Swarm) BuildImage(ctx context.Context, req BuildImageRequest) (ImageBui
 	if ps := b.Normalize(playbooks.Scope{}); len(ps) > 0 {
 		return ImageBuilt{}, invalidInput("buildImage: " + ps.Error())
 	}
-	dir, err := openPlaybookDir(b.Dir)
+	dir, err := openPlaybookDir(s.rem.files(), b.Dir)
 	if err != nil {
 		return ImageBuilt{}, err
 	}

@@ -81,6 +81,9 @@ func (c *Consul) ConfigureConsul(ctx context.Context, req ConsulConfigRequest) (
 	if err := checkGossipKeyPath(req.GossipKeyFile); err != nil {
 		return res, err
 	}
+	if err := c.rem.workerFile("gossipKeyFile", req.GossipKeyFile, false); err != nil {
+		return res, err
+	}
 	key, id, err := readGossipKey(req.GossipKeyFile)
 	if err != nil {
 		return res, err

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // GossipKeyRequest names the gossip key file on the worker.
@@ -43,6 +44,10 @@ func (c *Consul) EnsureGossipKey(ctx context.Context, req GossipKeyRequest) (Gos
 	if err := checkGossipKeyPath(req.Path); err != nil {
 		return GossipKeyInfo{}, err
 	}
+	// The key may be made here: the file must lie where the worker allows writing.
+	if err := c.rem.workerFile("gossipKeyFile", req.Path, true); err != nil {
+		return GossipKeyInfo{}, err
+	}
 	info := GossipKeyInfo{Path: req.Path}
 	if _, err := os.Stat(req.Path); errors.Is(err, fs.ErrNotExist) {
 		created, err := createGossipKey(req.Path)
@@ -66,7 +71,7 @@ func checkGossipKeyPath(p string) error {
 	switch {
 	case p == "":
 		return invalidInput("gossipKeyFile is empty: give the absolute path of the gossip key file on the worker")
-	case !filepath.IsAbs(p) || filepath.Clean(p) != p:
+	case !rules.WorkerPath(p):
 		return invalidInput(fmt.Sprintf("gossipKeyFile %q must be a clean absolute path on the worker", p))
 	}
 	return nil

@@ -115,6 +115,9 @@ func (c *Consul) installFromFile(ctx context.Context, op *hostOp, req InstallCon
 	case !rules.SHA256(req.SHA256):
 		return res, hostInvalid(h, "the SHA-256 of the consul binary must be 64 lower-case hex digits, got %q", req.SHA256)
 	}
+	if err := c.rem.workerFile("consul binary", req.Binary, false); err != nil {
+		return res, err
+	}
 	fi, err := os.Stat(req.Binary)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -130,7 +133,9 @@ func (c *Consul) installFromFile(ctx context.Context, op *hostOp, req InstallCon
 		return res, workerFilesFailed("reading the consul binary", err)
 	}
 	if sum != req.SHA256 {
-		return res, hostInvalid(h, "consul binary %s has SHA-256 %s, not %s as the playbook says", req.Binary, sum, req.SHA256)
+		// The file's own sum is not shown: a message must not let a playbook learn
+		// the checksum of a worker file it did not give one for.
+		return res, hostInvalid(h, "consul binary %s does not have the SHA-256 the playbook gives (%s…); check the file and its SHA256SUMS on the worker (sha256sum %s)", req.Binary, req.SHA256[:12], req.Binary)
 	}
 
 	sent, stop := op.sending(fi.Size())

@@ -67,6 +67,9 @@ func (d *Docker) InstallDockerPackages(ctx context.Context, req PackagesRequest)
 		}
 	case playbooks.DockerFromOffline:
 		var problem string
+		if err := d.rem.workerFile("packages", req.Packages, false); err != nil {
+			return PackagesResult{}, err
+		}
 		bundle, problem = readBundle(req.Packages, req.Version, req.OS.Arch)
 		if problem != "" {
 			return PackagesResult{}, hostInvalid(h, "offline bundle: %s", problem)

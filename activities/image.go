@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // LoadImageRequest asks for Image on Host, loaded from Tarball (a `docker save`
@@ -41,6 +42,12 @@ type ImageLoaded struct {
 // is checked: afterwards the reference must name the tarball's image.
 func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoaded, error) {
 	h := req.Host
+	if !rules.WorkerPath(req.Tarball) {
+		return ImageLoaded{}, invalidInput(fmt.Sprintf("image tarball %q must be %s on the worker", req.Tarball, rules.WorkerPathRule))
+	}
+	if err := s.rem.workerFile("image.load", req.Tarball, false); err != nil {
+		return ImageLoaded{}, err
+	}
 	id, err := tarballImageID(req.Tarball, req.Image)
 	if err != nil {
 		return ImageLoaded{}, err

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"go.temporal.io/sdk/activity"
 
@@ -59,7 +58,7 @@ type ClusterKeyInfo struct {
 // ClusterKey+".next", unless the cluster key was only just generated (nothing to
 // rotate). It returns public keys and fingerprints only.
 func (k *Keys) EnsureClusterKey(ctx context.Context, req EnsureClusterKeyRequest) (ClusterKeyInfo, error) {
-	if err := checkKeyPath(req.ClusterKey); err != nil {
+	if err := k.checkKeyPath(req.ClusterKey); err != nil {
 		return ClusterKeyInfo{}, err
 	}
 	cur, err := ensureKeyPair(req.ClusterKey)
@@ -111,7 +110,7 @@ type PromoteClusterKeyResult struct {
 // ClusterKey and the .pub files follow. At every moment ClusterKey holds a complete
 // key that the hosts accept, and a re-run after a crash at any point finishes the job.
 func (k *Keys) PromoteClusterKey(ctx context.Context, req PromoteClusterKeyRequest) (PromoteClusterKeyResult, error) {
-	if err := checkKeyPath(req.ClusterKey); err != nil {
+	if err := k.checkKeyPath(req.ClusterKey); err != nil {
 		return PromoteClusterKeyResult{}, err
 	}
 	key, next := req.ClusterKey, req.ClusterKey+NextKeySuffix
@@ -173,16 +172,18 @@ func (k *Keys) PromoteClusterKey(ctx context.Context, req PromoteClusterKeyReque
 }
 
 // checkKeyPath refuses key paths that are not absolute file paths on the worker.
-func checkKeyPath(p string) error {
+func (k *Keys) checkKeyPath(p string) error {
 	switch {
 	case p == "":
 		return invalidInput("clusterKey is empty: give the absolute path of the cluster key on the worker")
-	case !filepath.IsAbs(p) || filepath.Clean(p) != p:
-		return invalidInput(fmt.Sprintf("clusterKey %q must be a clean absolute path on the worker", p))
-	case strings.HasSuffix(p, ".pub"):
-		return invalidInput(fmt.Sprintf("clusterKey %q names a public key; give the private key's path", p))
+	case !rules.WorkerPath(p):
+		return invalidInput(fmt.Sprintf("clusterKey %q must be %s on the worker", p, rules.WorkerPathRule))
+	case rules.ClusterKeyCompanion(p):
+		return invalidInput(fmt.Sprintf("clusterKey %q names one of a cluster key's companion files (.pub, .next, .old); give the private key's path", p))
 	}
-	return nil
+	// The key and its companions are made and replaced here: the worker must allow
+	// writing where it lies.
+	return k.rem.workerFile("clusterKey", p, true)
 }
 
 // ensureKeyPair loads the private key at p, or generates an ed25519 one when there is

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -13,7 +14,8 @@ import (
 // Temporal Web UI, whose input names a playbook file (or carries one inline) instead
 // of a plan resolved by the starter.
 type Playbooks struct {
-	dir string // directory that playbook names are resolved in
+	dir   string           // directory that playbook names are resolved in
+	files *workerfs.Policy // what the playbook may name on the worker (nil: anything)
 }
 
 // NewPlaybooks returns the activity set that reads playbooks from dir.
@@ -36,13 +38,13 @@ func (p *Playbooks) LoadPlaybook(_ context.Context, req LoadPlaybookRequest) (*p
 	case req.Playbook != "" && req.Inline != "":
 		return nil, invalidInput("give either playbook or inline, not both")
 	case req.Inline != "":
-		plan, err = playbooks.Parse("inline", []byte(req.Inline), p.dir)
+		plan, err = playbooks.ParseWith("inline", []byte(req.Inline), p.dir, playbooks.Options{Files: p.files})
 	case req.Playbook != "":
 		path, perr := p.resolve(req.Playbook)
 		if perr != nil {
 			return nil, perr
 		}
-		plan, err = playbooks.Load(path)
+		plan, err = playbooks.LoadWith(path, playbooks.Options{Files: p.files})
 	default:
 		return nil, invalidInput(`input names no playbook: give {"playbook": "NAME.yaml"} or {"inline": "..."}`)
 	}

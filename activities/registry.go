@@ -53,7 +53,7 @@ func (s *Swarm) authConfig(dir string, a *playbooks.RegistryAuth) (registry.Auth
 		}
 		password = v
 	default:
-		d, err := openPlaybookDir(dir)
+		d, err := openPlaybookDir(s.rem.files(), dir)
 		if err != nil {
 			return registry.AuthConfig{}, err
 		}

@@ -73,6 +73,9 @@ func (s *Swarm) LoadStack(ctx context.Context, req LoadStackRequest) (StackPlan,
 	if ps := v.Normalize(playbooks.Scope{}); len(ps) > 0 {
 		return StackPlan{}, invalidInput("stack: " + ps.Error())
 	}
+	if err := s.rem.workerFile("the step's dir", v.Dir, false); err != nil {
+		return StackPlan{}, err
+	}
 	st, err := compose.Load(ctx, compose.LoadOptions{Root: v.Dir, Files: v.Compose, Stack: v.Stack, Vars: v.Vars})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -294,6 +297,9 @@ func (s *Swarm) inspectObject(ctx context.Context, m remote.Host, cli *client.Cl
 // digest LoadStack saw, and creates the engine object. Errors never carry the
 // content.
 func (s *Swarm) createObject(ctx context.Context, m remote.Host, cli *client.Client, dir, kind string, o compose.Object, plan ObjectPlan) (string, error) {
+	if err := s.rem.workerFile("the step's dir", dir, false); err != nil {
+		return "", err
+	}
 	data, err := compose.ReadSource(dir, o.Source, s.env)
 	if err != nil {
 		return "", invalidInput(fmt.Sprintf("%s %s: %v", kind, o.Key, err))

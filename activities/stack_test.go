@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -105,7 +106,7 @@ func TestBuildContext(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(ctx, "passwd")); err != nil {
 		t.Fatal(err)
 	}
-	d, err := openPlaybookDir(root)
+	d, err := openPlaybookDir(workerfs.Unrestricted(), root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -62,7 +64,7 @@ func (s *Swarm) StartCARotation(ctx context.Context, req StartCARotationRequest)
 	var signing *signingCA
 	if req.CACert != "" || req.CAKey != "" {
 		var err error
-		if signing, err = loadSigningCA(req.CACert, req.CAKey, time.Now()); err != nil {
+		if signing, err = loadSigningCA(s.rem.files(), req.CACert, req.CAKey, time.Now()); err != nil {
 			return CARotationStart{}, invalidInput(err.Error())
 		}
 	}
@@ -156,9 +158,17 @@ type signingCA struct {
 // loadSigningCA reads and checks a provided root: the certificate must be a CA
 // valid for at least a year from now, and the key must be its own. Messages name
 // the files, never their content.
-func loadSigningCA(certPath, keyPath string, now time.Time) (*signingCA, error) {
+func loadSigningCA(files *workerfs.Policy, certPath, keyPath string, now time.Time) (*signingCA, error) {
 	if certPath == "" || keyPath == "" {
 		return nil, errors.New("caCert and caKey go together: give both, or neither for a generated root")
+	}
+	for _, f := range []struct{ field, path string }{{"caCert", certPath}, {"caKey", keyPath}} {
+		if !rules.WorkerPath(f.path) {
+			return nil, fmt.Errorf("%s %q must be %s on the worker", f.field, f.path, rules.WorkerPathRule)
+		}
+		if err := files.Read(f.path); err != nil {
+			return nil, fmt.Errorf("%s: %v", f.field, err)
+		}
 	}
 	certPEM, err := readSmall(certPath)
 	if err != nil {

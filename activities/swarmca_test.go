@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // testCert makes a certificate (self-signed when parent is nil) and its key.
@@ -112,7 +114,7 @@ func TestLoadSigningCA(t *testing.T) {
 	_, shortKey, shortPEM := testCert(t, "short", true, now.Add(100*24*time.Hour), nil, nil)
 	_, leafKey, leafPEM := testCert(t, "leaf", false, now.Add(5*365*24*time.Hour), ca, caKey)
 
-	got, err := loadSigningCA(write("ca.pem", caPEM), write("ca.key", keyPEM(caKey)), now)
+	got, err := loadSigningCA(workerfs.Unrestricted(), write("ca.pem", caPEM), write("ca.key", keyPEM(caKey)), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func TestLoadSigningCA(t *testing.T) {
 		{leafPEM, keyPEM(leafKey), "not a CA certificate"},
 		{caPEM, []byte("nothing"), "holds no PEM block"},
 	} {
-		_, err := loadSigningCA(write("c.pem", tt.cert), write("k.pem", tt.key), now)
+		_, err := loadSigningCA(workerfs.Unrestricted(), write("c.pem", tt.cert), write("k.pem", tt.key), now)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("want %q, got %v", tt.want, err)
 		} else if strings.Contains(err.Error(), "PRIVATE KEY") {

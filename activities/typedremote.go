@@ -8,6 +8,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // typedRemote is the remote layer as the activities use it: the same calls, with
@@ -64,3 +65,28 @@ func (t typedConn) run(ctx context.Context, c remote.Cmd) (remote.Result, error)
 }
 
 func (t typedConn) Close() error { return t.c.Close() }
+
+// files is the worker's file policy, which the pool carries (remote.Pool.Files):
+// every worker file a request names is checked against it before it is opened. A
+// remote without one (a test's fake) allows every path.
+func (t typedRemote) files() *workerfs.Policy {
+	if p, ok := t.r.(interface{ Files() *workerfs.Policy }); ok {
+		return p.Files()
+	}
+	return workerfs.Unrestricted()
+}
+
+// workerFile checks a worker path a request names (field, for the message) against
+// the file policy, for reading or (write) for creating or writing it. The refusal
+// reads the same whether the file exists or not.
+func (t typedRemote) workerFile(field, p string, write bool) error {
+	pol := t.files()
+	check := pol.Read
+	if write {
+		check = pol.Write
+	}
+	if err := check(p); err != nil {
+		return invalidInput(field + ": " + err.Error())
+	}
+	return nil
+}

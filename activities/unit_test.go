@@ -15,7 +15,7 @@ func TestRegister(t *testing.T) {
 	dir := t.TempDir()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	Register(env, sshtest.Pool(t, remote.PoolOptions{}, nil), dir)
+	Register(env, sshtest.Pool(t, remote.PoolOptions{}, nil), dir, nil)
 
 	// Registered by method name: LoadPlaybook is callable by its name.
 	_, err := env.ExecuteActivity("LoadPlaybook", LoadPlaybookRequest{})

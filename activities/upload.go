@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,10 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"text/template"
 	"time"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 // Files copies files to hosts. Its exported methods are activities.
@@ -93,7 +93,7 @@ func (f *Files) UploadFile(ctx context.Context, req UploadRequest) (UploadResult
 		return UploadResult{}, hostInvalid(h, "upload owner %q or group %q is not a plain user or group name", req.Owner, req.Group)
 	}
 
-	src, err := openLocal(req)
+	src, err := openLocal(f.rem, req)
 	if err != nil {
 		return UploadResult{}, err
 	}
@@ -132,8 +132,14 @@ type templateHost struct {
 // maxTemplateSize bounds a template source: templates are rendered in memory.
 const maxTemplateSize = 16 << 20
 
-func openLocal(req UploadRequest) (*localContent, error) {
+func openLocal(rem typedRemote, req UploadRequest) (*localContent, error) {
 	h := req.Host
+	if !rules.WorkerPath(req.Src) {
+		return nil, hostInvalid(h, "upload src %q must be %s", req.Src, rules.WorkerPathRule)
+	}
+	if err := rem.workerFile("upload src", req.Src, false); err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(req.Src)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -155,7 +161,8 @@ func openLocal(req UploadRequest) (*localContent, error) {
 	if err != nil {
 		return nil, hostInvalid(h, "upload src: %v", err)
 	}
-	tmpl, err := template.New(filepath.Base(req.Src)).Option("missingkey=error").Parse(string(text))
+	// Parsed as the playbook parser does: loops that could run without bound are refused.
+	tmpl, err := playbooks.NewTemplate(filepath.Base(req.Src), string(text))
 	if err != nil {
 		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
 	}
@@ -167,12 +174,15 @@ func openLocal(req UploadRequest) (*localContent, error) {
 		Host: templateHost{Name: h.Name, Address: h.Address, Groups: h.Groups},
 		Vars: vars,
 	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, data); err != nil {
+	if err := playbooks.CheckTemplateData(tmpl, max(len(vars), len(h.Groups))); err != nil {
 		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
 	}
-	sum := sha256.Sum256(out.Bytes())
-	return &localContent{content: remote.Content{Data: out.Bytes()}, size: int64(out.Len()), sum: hex.EncodeToString(sum[:])}, nil
+	out, err := playbooks.RenderTemplateBytes(tmpl, data, playbooks.MaxTemplateOutput, playbooks.TemplateBudget)
+	if err != nil {
+		return nil, hostInvalid(h, "template %s: %v", req.Src, err)
+	}
+	sum := sha256.Sum256(out)
+	return &localContent{content: remote.Content{Data: out}, size: int64(len(out)), sum: hex.EncodeToString(sum[:])}, nil
 }
 
 // uploadProgress is shared between the transfer and the heartbeat goroutine.

@@ -197,6 +197,21 @@ func TestUploadFileTemplate(t *testing.T) {
 	if !strings.Contains(msg, "does not exist on this worker") {
 		t.Errorf("missing src message: %s", msg)
 	}
+	// Templates without bounds are refused before they run, quickly: an integer range
+	// that loops without writing, and one that writes past the output budget.
+	for text, want := range map[string]string{
+		"{{range 100000000000}}{{end}}":                             "does too much work",
+		`{{range 1000000}}{{printf "%01000d" 0}}{{end}}`:            "renders to more than 64.0 MiB",
+		`{{define "a"}}{{template "a" .}}{{end}}{{template "a" .}}`: "calls itself",
+	} {
+		loop := writeFile(t, filepath.Join(local, "loop.tmpl"), []byte(text))
+		start := time.Now()
+		_, err = files.UploadFile(ctx, UploadRequest{Host: h, Src: loop, Template: true, Dest: dest})
+		msg = requireAppErr(t, err, ErrInvalidInput, false).Message()
+		if !strings.Contains(msg, want) || time.Since(start) > 10*time.Second {
+			t.Errorf("%s: %s after %s", text, msg, time.Since(start))
+		}
+	}
 	// The failed calls left the good file alone.
 	if got, _ := os.ReadFile(dest); string(got) != want {
 		t.Fatalf("dest changed by failed uploads: %q", got)

@@ -10,11 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // This file is the one place, besides internal/compose, where the workload
@@ -30,9 +32,12 @@ type playbookDir struct {
 	root *os.Root
 }
 
-func openPlaybookDir(dir string) (*playbookDir, error) {
-	if !filepath.IsAbs(dir) {
-		return nil, invalidInput(fmt.Sprintf("the step's dir must be an absolute path on the worker, got %q", dir))
+func openPlaybookDir(files *workerfs.Policy, dir string) (*playbookDir, error) {
+	if !rules.WorkerPath(dir) {
+		return nil, invalidInput(fmt.Sprintf("the step's dir %q must be %s on the worker", dir, rules.WorkerPathRule))
+	}
+	if err := files.Read(dir); err != nil {
+		return nil, invalidInput("the step's dir: " + err.Error())
 	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {

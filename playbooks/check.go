@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // Checks of single values: names, addresses, paths, modes.
@@ -118,23 +119,7 @@ func addressProblem(s string) string {
 
 // validDNSName checks host name syntax: labels of 1-63 letters, digits and inner
 // hyphens, 253 characters at most, an optional final dot.
-func validDNSName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
+func validDNSName(s string) bool { return rules.DNSName(s) }
 
 // localPath resolves a path on the machine that runs clusterflow: ~/ is the user's
 // home directory, and a relative path is relative to the file that wrote it. The
@@ -157,14 +142,40 @@ func (f *file) localPath(s string) (string, error) {
 	return filepath.Join(f.dir, s), nil
 }
 
+// allowed checks a worker path against the file policy the playbook is read
+// under (Options.Files), if any, for a class of use.
+func (f *file) allowed(p string, class workerfs.Class) (string, error) {
+	if f.r == nil || f.r.policy == nil {
+		return p, nil
+	}
+	if err := f.r.policy.Check(p, class); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
 // localFile reads a local path field (identityFile, knownHostsFile). The file is not
 // opened: it is read where the SSH connection is made.
 func (f *file) localFile(n *yaml.Node, path string) (string, bool) {
+	return f.localFileFor(n, path, workerfs.Content)
+}
+
+// sshFile reads a local path field that only the SSH client reads (identityFile,
+// knownHostsFile).
+func (f *file) sshFile(n *yaml.Node, path string) (string, bool) {
+	return f.localFileFor(n, path, workerfs.SSH)
+}
+
+// localFileFor reads a local path field for a class of use of the file policy.
+func (f *file) localFileFor(n *yaml.Node, path string, class workerfs.Class) (string, bool) {
 	s, ok := f.nonEmptyStr(n, path)
 	if !ok {
 		return "", false
 	}
 	p, err := f.localPath(s)
+	if err == nil {
+		p, err = f.allowed(p, class)
+	}
 	if err != nil {
 		f.errorAt(n, path, "%v", err)
 		return "", false
@@ -187,6 +198,11 @@ func (f *file) localPathOr(m *fields, key, def string) string {
 		return ""
 	}
 	abs, err := f.localPath(s)
+	if err == nil {
+		// What these fields name is made or replaced by the worker (a cluster key,
+		// a gossip key): it must lie where the worker allows writing.
+		abs, err = f.allowed(abs, workerfs.Write)
+	}
 	if err != nil {
 		f.errorAt(n, p, "%v", err)
 	}

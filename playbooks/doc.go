@@ -267,9 +267,18 @@
 // {{.Host.Groups}} of the target host and {{.Vars.key}}, nothing else. Loading parses
 // each template and renders it for every target host (output discarded), so a wrong
 // field or an undefined var is reported at the src line before anything runs.
+// Templates whose loops could run long without writing are refused: at most 5 million
+// actions and text pieces may run, a range multiplying what it holds by its length
+// ({{range N}} over an integer, a range over data counted as 1000), and templates may
+// not call themselves. A rendering (on trial, and by UploadFile) stops past 64 MiB of
+// output or 2 seconds.
 //
 // Limits on input. Playbook and inventory files are at most 1 MiB and hold exactly one
 // YAML document. YAML anchors and aliases (&a, *a), merge keys (<<) and explicit tags
 // (!!str) are refused, and nesting is capped at 32 levels. Load and Parse collect up to
-// 1000 errors; ErrorList prints the first 20.
+// 1000 errors; ErrorList prints the first 20. A plan is at most 4000 host-steps (the
+// hosts of every step added up) and 512 KiB as JSON: it travels as one Temporal
+// payload, and each host-step is one entry of the run's progress (limits.go). The
+// parser reports a plan over them at the step where the count is crossed, or for the
+// file; Plan.Normalize applies the same limits to a plan sent as JSON.
 package playbooks

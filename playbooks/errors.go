@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // Error is one problem found in a playbook or in an inventory file it includes.
@@ -83,6 +85,7 @@ type report struct {
 	errs    ErrorList
 	dropped int            // errors found after maxErrors
 	files   map[string]int // file name -> order in which it was read, for sorting
+	policy  *workerfs.Policy
 }
 
 func newReport() *report { return &report{files: map[string]int{}} }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // Inventory: the playbook's spec.inventory plus every kind: Inventory file it
@@ -64,11 +66,11 @@ func (f *file) hostFields(m *fields) hostFields {
 	return hostFields{
 		user:           read(f, m, "user", f.user),
 		port:           read(f, m, "port", func(n *yaml.Node, p string) (int, bool) { return f.integer(n, p, 1, 65535) }),
-		identityFile:   read(f, m, "identityFile", f.localFile),
+		identityFile:   read(f, m, "identityFile", f.sshFile),
 		useAgent:       read(f, m, "useAgent", f.boolean),
 		sudo:           read(f, m, "sudo", f.boolean),
 		jump:           read(f, m, "jump", f.nameRef),
-		knownHostsFile: read(f, m, "knownHostsFile", f.localFile),
+		knownHostsFile: read(f, m, "knownHostsFile", f.sshFile),
 	}
 }
 
@@ -255,6 +257,9 @@ func (inv *inventory) host(f *file, n *yaml.Node, path string, defs hostFields, 
 	h.KnownHostsFile = eff.knownHostsFile.v
 	if !eff.knownHostsFile.set {
 		kh, err := f.localPath(defaultKnownHosts)
+		if err == nil {
+			kh, err = f.allowed(kh, workerfs.SSH)
+		}
 		if err != nil {
 			f.errorAt(m.node, fieldPath(path, "knownHostsFile"), "cannot use the default %s: %v; set knownHostsFile", defaultKnownHosts, err)
 		}
@@ -289,6 +294,9 @@ func (inv *inventory) includes(f *file, n *yaml.Node, path string) {
 			continue
 		}
 		abs, err := f.localPath(rel)
+		if err == nil {
+			abs, err = f.allowed(abs, workerfs.Content)
+		}
 		if err != nil {
 			f.errorAt(item, p, "%v", err)
 			inv.incomplete = true

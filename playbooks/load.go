@@ -5,17 +5,41 @@ import (
 	"regexp"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // Load reads a playbook file and the kind: Inventory files it includes, validates it
 // and resolves it into a Plan. Errors name the file as path is written here.
 // The error, when not nil, is always an ErrorList.
-func Load(path string) (*Plan, error) {
+func Load(path string) (*Plan, error) { return LoadWith(path, Options{}) }
+
+// Options are how a playbook is read.
+type Options struct {
+	// Files is the worker's file policy: every path of the worker's machine the
+	// playbook names (the file itself, included inventories, keys, known_hosts,
+	// binaries, sums, packages, tarballs, upload sources, the playbook's directory)
+	// is refused outside it before it is opened. nil checks nothing: for the
+	// operator's own tools and tests; the worker always sets it.
+	Files *workerfs.Policy
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opts Options) (*Plan, error) {
+	if opts.Files != nil {
+		abs, err := filepath.Abs(path)
+		if err == nil {
+			err = opts.Files.Read(abs)
+		}
+		if err != nil {
+			return nil, ErrorList{{File: path, Msg: err.Error()}}
+		}
+	}
 	data, err := readLimited(path, maxFileSize)
 	if err != nil {
 		return nil, ErrorList{{File: path, Msg: err.Error()}}
 	}
-	return Parse(path, data, filepath.Dir(path))
+	return ParseWith(path, data, filepath.Dir(path), opts)
 }
 
 // Parse reads a playbook from data, as Load does from a file. source names the text in
@@ -23,7 +47,13 @@ func Load(path string) (*Plan, error) {
 // are resolved in (includes, upload src, identityFile, knownHostsFile); "" means the
 // current directory. The error, when not nil, is always an ErrorList.
 func Parse(source string, data []byte, baseDir string) (*Plan, error) {
+	return ParseWith(source, data, baseDir, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(source string, data []byte, baseDir string, opts Options) (*Plan, error) {
 	r := newReport()
+	r.policy = opts.Files
 	r.file(source)
 	if baseDir == "" {
 		baseDir = "."
@@ -102,10 +132,14 @@ func (f *file) playbook(data []byte) *Plan {
 	}
 	plan.Hosts = inv.finish()
 
-	if n, p := spec.get("steps"); n == nil {
+	stepsNode, p := spec.get("steps")
+	if stepsNode == nil {
 		f.missing(spec, "steps", "a playbook needs at least one step")
 	} else {
-		plan.Steps = f.steps(n, p, &stepContext{inv: inv, vars: plan.Vars, varsOK: varsOK})
+		plan.Steps = f.steps(stepsNode, p, &stepContext{inv: inv, vars: plan.Vars, varsOK: varsOK})
+	}
+	if len(f.r.errs) == 0 {
+		f.checkLimits(plan, spec, stepsNode) // only a plan that is valid otherwise
 	}
 	return plan
 }

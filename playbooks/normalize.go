@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // The rules of a step live in one place: the Normalize method of its type, which
@@ -161,11 +163,30 @@ func (s *Step) Normalize(inventory []string) Problems {
 // Normalize checks a plan that did not come from the parser (a JSON input): its name,
 // and every step with Step.Normalize. The error names the step.
 func (p *Plan) Normalize() error {
-	if p.Name == "" {
+	switch {
+	case p.Name == "":
 		return fmt.Errorf("plan.name is empty")
-	}
-	if len(p.Steps) == 0 {
+	case !namePattern.MatchString(p.Name):
+		return fmt.Errorf("plan.name: must be %s; got %s", nameRule, quote(p.Name))
+	case p.Cluster != "" && !namePattern.MatchString(p.Cluster):
+		return fmt.Errorf("plan.cluster: must be %s; got %s", nameRule, quote(p.Cluster))
+	case len(p.Source) > 4096 || strings.ContainsFunc(p.Source, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Errorf("plan.source: must be a file name of at most 4096 bytes without control characters")
+	case len(p.Steps) == 0:
 		return fmt.Errorf("playbook %s has no steps", p.Name)
+	}
+	vars := make([]string, 0, len(p.Vars))
+	for k := range p.Vars {
+		vars = append(vars, k)
+	}
+	slices.Sort(vars) // deterministic: the first bad name is always the same one
+	for _, k := range vars {
+		if !rules.EnvName(k) {
+			return fmt.Errorf("plan.vars: name %s must be letters, digits and _, not starting with a digit", quote(k))
+		}
+	}
+	if err := p.normalizeHosts(); err != nil {
+		return err
 	}
 	names := make([]string, len(p.Hosts))
 	for i, h := range p.Hosts {
@@ -177,7 +198,7 @@ func (p *Plan) Normalize() error {
 			return err
 		}
 	}
-	return nil
+	return p.checkLimits()
 }
 
 // settingsOf is a kind's normalize function for the settings get returns: their

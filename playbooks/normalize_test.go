@@ -177,7 +177,8 @@ func TestStepNormalize(t *testing.T) {
 	if ps := s.Normalize(inventory); len(ps) > 0 || s.InstallDocker.Source != DockerFromDistro {
 		t.Errorf("good step: %v, %+v", ps, s.InstallDocker)
 	}
-	p := &Plan{Name: "p", Hosts: []Host{{Name: "a"}}, Steps: []Step{good(), good()}}
+	p := &Plan{Name: "p", Hosts: []Host{{Name: "a", Address: "127.0.0.1", Port: 22, User: "root", IdentityFile: "/k/id", KnownHostsFile: "/k/known_hosts", HostKeyPolicy: HostKeyStrict}},
+		Steps: []Step{good(), good()}}
 	p.Steps[1].Name, p.Steps[1].Parallel = "y", 0
 	if err := p.Normalize(); err == nil || !strings.HasPrefix(err.Error(), "plan.steps[1] (y): parallel: must be between") {
 		t.Errorf("plan: %v", err)

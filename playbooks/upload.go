@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // readUpload reads the fields of an upload step.
@@ -84,7 +87,11 @@ func (f *file) uploadSource(n *yaml.Node, path string, template bool) (string, b
 		f.errorAt(n, path, "must stay inside the playbook's directory (%s); %s leads out of it", f.dir, quote(src))
 		return "", false
 	}
-	abs := filepath.Join(f.dir, clean)
+	abs, err := f.allowed(filepath.Join(f.dir, clean), workerfs.Content)
+	if err != nil {
+		f.errorAt(n, path, "%v", err)
+		return "", false
+	}
 	st, err := os.Stat(abs)
 	if err == nil {
 		err = regularFile(st)
@@ -127,17 +134,40 @@ func (f *file) checkTemplate(n *yaml.Node, path string, s *Step, c *stepContext)
 	if !c.varsOK {
 		return // spec.vars has errors; rendering would only repeat them
 	}
-	out := &limitWriter{n: maxUploadSize} // shared: enough checking once it is spent
+	// Both budgets are shared by all the hosts: once one is spent, enough was checked.
+	left := &countdown{n: maxUploadSize}
+	deadline := time.Now().Add(TemplateBudget)
+	longest := len(c.vars)
+	for _, name := range s.Hosts {
+		longest = max(longest, len(c.inv.byName[name].host.Groups))
+	}
+	if err := CheckTemplateData(tmpl, longest); err != nil {
+		f.errorAt(n, path, "is not a valid template for this playbook's vars and groups: %v", err)
+		return
+	}
 	for i, name := range s.Hosts {
-		err := tmpl.Execute(out, NewTemplateData(c.inv.byName[name].host, c.vars))
+		data := NewTemplateData(c.inv.byName[name].host, c.vars)
+		budget := time.Until(deadline)
+		if budget <= 0 && i > 0 {
+			return
+		}
+		err := RenderTemplate(tmpl, data, left, left.n, max(budget, 0))
 		switch {
-		case errors.Is(err, errTooMuchOutput) && i > 0:
+		case errors.Is(err, ErrTemplateBudget) && i > 0:
 			return
 		case err != nil:
 			f.errorAt(n, path, "template fails for host %s: %v", quote(name), err)
 			return
 		}
 	}
+}
+
+// countdown discards what is written to it, counting down n.
+type countdown struct{ n int64 }
+
+func (c *countdown) Write(p []byte) (int, error) {
+	c.n -= int64(len(p))
+	return len(p), nil
 }
 
 // insideDir reports whether path, with symbolic links resolved, is inside dir.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // This file holds the rules of the paths that the workload kinds (deployStack,
@@ -58,6 +60,10 @@ func (f *file) dirRel(n *yaml.Node, p string) (string, bool) {
 // statUnder checks that rel exists inside the playbook's directory as a regular
 // file (dir false) or a directory, following symbolic links that stay inside.
 func (f *file) statUnder(n *yaml.Node, p, rel string, dir bool) bool {
+	if _, err := f.allowed(f.dir, workerfs.Content); err != nil {
+		f.errorAt(n, p, "the playbook's directory: %v", err)
+		return false
+	}
 	root, err := os.OpenRoot(f.dir)
 	if err != nil {
 		f.errorAt(n, p, "cannot open the playbook's directory %s: %v", f.showDir, fsProblem(err))

@@ -84,8 +84,24 @@ func hasPollers(ctx context.Context, c client.Client) bool {
 	return err == nil && len(resp.GetPollers()) > 0
 }
 
-func validateCommand(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+// loadPlaybook reads a playbook under the file policy of this configuration (the
+// worker's, where the starter and the worker share it: --allow-path, --allow-read,
+// the state and playbook directories), so that what validate and run accept the
+// worker accepts too. The worker checks again what it opens.
+func loadPlaybook(cmd *cobra.Command, environ []string, path string) (*playbooks.Plan, error) {
+	cfg, err := config.Load(cmd.Flags(), environ)
+	if err != nil {
+		return nil, err
+	}
+	files, err := cfg.FilePolicy()
+	if err != nil {
+		return nil, err
+	}
+	return playbooks.LoadWith(path, playbooks.Options{Files: files})
+}
+
+func validateCommand(environ []string, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "validate PLAYBOOK...",
 		Short: "Check playbooks without starting anything",
 		Example: `  starter validate playbooks/hello.yaml
@@ -94,7 +110,7 @@ func validateCommand(stdout io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bad := 0
 			for _, path := range args {
-				plan, err := playbooks.Load(path)
+				plan, err := loadPlaybook(cmd, environ, path)
 				if err != nil {
 					bad++
 					fmt.Fprintln(stdout, err)
@@ -108,6 +124,8 @@ func validateCommand(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	config.AddFlags(cmd.Flags())
+	return cmd
 }
 
 func statusCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {

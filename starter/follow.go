@@ -230,17 +230,18 @@ func (f *follower) printChanges(p *workflows.Progress) {
 
 // finish prints the outcome and maps it to the exit code.
 func (f *follower) finish(p *workflows.Progress, runErr error) error {
+	// Without the progress query (no worker answers it), the failure's details tell:
+	// a FailureSummary from runs since bounded-failure-details, the whole Progress
+	// from runs before.
+	var summary *workflows.FailureSummary
 	if p == nil && runErr != nil {
-		var appErr *temporal.ApplicationError
-		if errors.As(runErr, &appErr) && appErr.HasDetails() {
-			var fromErr workflows.Progress
-			if appErr.Details(&fromErr) == nil {
-				p = &fromErr
-			}
-		}
+		p, summary = failureDetails(runErr)
 	}
 	if f.output == "json" {
 		out := map[string]any{"workflowId": f.id, "runId": f.runID, "progress": p}
+		if summary != nil {
+			out["failure"] = summary
+		}
 		if runErr != nil {
 			out["error"] = runErr.Error()
 		}
@@ -253,6 +254,8 @@ func (f *follower) finish(p *workflows.Progress, runErr error) error {
 			f.printChanges(p)
 		}
 		fmt.Fprintln(f.out, p.Summary())
+	} else if summary != nil {
+		fmt.Fprintln(f.out, strings.Join(summary.Lines(), "\n"))
 	}
 	if runErr != nil {
 		if f.output != "json" {
@@ -261,6 +264,24 @@ func (f *follower) finish(p *workflows.Progress, runErr error) error {
 		return withCode(exitFailed, errReported)
 	}
 	return nil
+}
+
+// failureDetails reads the details of a failed run's error: a FailureSummary (it
+// names the failed step), or else a whole Progress (runs from before the summary).
+func failureDetails(runErr error) (*workflows.Progress, *workflows.FailureSummary) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(runErr, &appErr) || !appErr.HasDetails() {
+		return nil, nil
+	}
+	var fs workflows.FailureSummary
+	if appErr.Details(&fs) == nil && fs.FailedStep != "" {
+		return nil, &fs
+	}
+	var p workflows.Progress
+	if appErr.Details(&p) == nil && p.Playbook != "" {
+		return &p, nil
+	}
+	return nil, nil
 }
 
 // runMessage keeps what the workflow said and drops the SDK's wrapping.

@@ -89,7 +89,7 @@ started), 3 Temporal unreachable or the playbook already running.`,
 	env := environ
 	root.AddCommand(
 		runCommand(env, stdout, stderr),
-		validateCommand(stdout),
+		validateCommand(env, stdout),
 		statusCommand(env, stdout, stderr),
 		listCommand(env, stdout, stderr),
 		cancelCommand(env, stdout, stderr),

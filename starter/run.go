@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clusterflow/clusterflow/internal/config"
-	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
@@ -41,7 +40,7 @@ it again with "starter status NAME --follow", or stop it with "starter cancel NA
 				return err
 			}
 			// Step 1. Load, validate and resolve: bad input starts nothing.
-			plan, err := playbooks.Load(args[0])
+			plan, err := loadPlaybook(cmd, environ, args[0])
 			if err != nil {
 				fmt.Fprintln(stderr, err)
 				return withCode(exitRefused, fmt.Errorf("%s is invalid; nothing was started: %w", args[0], errReported))

@@ -22,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clusterflow/clusterflow/internal/config"
-	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
 
@@ -101,7 +100,7 @@ expressions are evaluated in UTC unless --timezone is given.`,
 			if err != nil {
 				return withCode(exitRefused, err)
 			}
-			plan, err := playbooks.Load(args[0])
+			plan, err := loadPlaybook(cmd, environ, args[0])
 			if err != nil {
 				fmt.Fprintln(stderr, err)
 				return withCode(exitRefused, fmt.Errorf("%s is invalid; no schedule was created: %w", args[0], errReported))

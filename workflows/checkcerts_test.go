@@ -367,7 +367,7 @@ func TestRunPlaybookCheckCertificatesStep(t *testing.T) {
 	f.register(env)
 	var inventory []playbooks.Host
 	for _, h := range hosts {
-		inventory = append(inventory, playbooks.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User})
+		inventory = append(inventory, playbooks.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User, IdentityFile: "/k/id", KnownHostsFile: "/k/known_hosts", HostKeyPolicy: playbooks.HostKeyStrict})
 	}
 	plan := &playbooks.Plan{Name: "cert-check", Hosts: inventory, Steps: []playbooks.Step{{
 		Name: "certificates", Kind: playbooks.KindCheckCertificates, Hosts: []string{"m1", "w1"},
@@ -380,8 +380,17 @@ func TestRunPlaybookCheckCertificatesStep(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Type() != ErrPlaybookFailed {
 		t.Fatalf("want %s, got %v", ErrPlaybookFailed, err)
 	}
+	// The failure's details name the failed host; the progress query has them all.
+	var fs FailureSummary
+	if err := ae.Details(&fs); err != nil || fs.FailedStep != "certificates" || len(fs.FailedHosts) != 1 || fs.FailedHosts[0].Host != "w1" {
+		t.Fatalf("failure summary %+v (%v)", fs, err)
+	}
+	v, err := env.QueryWorkflow(ProgressQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var p Progress
-	if err := ae.Details(&p); err != nil {
+	if err := v.Get(&p); err != nil {
 		t.Fatal(err)
 	}
 	st := p.Steps[0].Hosts

@@ -26,11 +26,12 @@
 //
 // Versioning. The replay test runs every history kept in testdata/histories against
 // the current code, and fails when a registered workflow has none. What is true
-// today: one change is guarded with workflow.GetVersion (the cluster lease,
-// clusterlock.go); other changes to a command sequence were made before a release
-// and their histories re-recorded instead. From the first tagged release on, every
-// change to a shipped workflow's command sequence must be guarded with
-// workflow.GetVersion and the old histories kept.
+// today: two changes are guarded with workflow.GetVersion (the cluster lease,
+// clusterlock.go; RunPlaybook's bounded failure details, failure.go); other changes
+// to a command sequence were made before a release and their histories re-recorded
+// instead. From the first tagged release on, every change to a shipped workflow's
+// command sequence must be guarded with workflow.GetVersion and the old histories
+// kept.
 //
 // # Adding a procedure
 //

@@ -83,8 +83,14 @@ func RunPlaybook(ctx workflow.Context, in RunPlaybookInput) (*Progress, error) {
 			r.finish(dctx, OutcomeCancelled, "cancelled")
 			return r.progress, temporal.NewCanceledError(r.progress.Summary())
 		}
-		r.finish(dctx, OutcomeFailed, err.Error())
-		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPlaybookFailed, nil, r.progress)
+		if workflow.GetVersion(dctx, boundedFailureChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			// Runs before the change carried the whole progress, unbounded.
+			r.finish(dctx, OutcomeFailed, err.Error())
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrPlaybookFailed, nil, r.progress)
+		}
+		msg := clipText(err.Error(), maxFailureMessage)
+		r.finish(dctx, OutcomeFailed, msg)
+		return nil, temporal.NewNonRetryableApplicationError(msg, ErrPlaybookFailed, nil, r.failureSummary(i))
 	}
 
 	// Step 4. Record the outcome.
@@ -114,16 +120,27 @@ func resolvePlan(ctx workflow.Context, in RunPlaybookInput) (*playbooks.Plan, er
 		}
 	}
 	if err := checkPlan(plan); err != nil {
-		return nil, invalidInput(err.Error())
+		// A plan over the size limits (playbooks/limits.go) is refused from
+		// planLimitsChange on; a run from before, replayed, goes on as it did. The
+		// version is asked only then: runs within the limits record no marker.
+		if !playbooks.IsLimitError(err) || workflow.GetVersion(ctx, planLimitsChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			return nil, invalidInput(err.Error())
+		}
 	}
 	return plan, nil
 }
 
+// planLimitsChange guards the refusal of plans over the size limits.
+const planLimitsChange = "plan-limits"
+
 // checkPlan checks a plan that may not come from the parser (a plan sent by hand
 // from the Web UI) with the playbook rules (Plan.Normalize), and that every step kind
 // has a workflow to run it. Plans from the starter or LoadPlaybook pass unchanged.
+//
+// A plan that breaks only the size limits gets their error last (see resolvePlan).
 func checkPlan(p *playbooks.Plan) error {
-	if err := p.Normalize(); err != nil {
+	err := p.Normalize()
+	if err != nil && !playbooks.IsLimitError(err) {
 		return err
 	}
 	for i, s := range p.Steps {
@@ -131,7 +148,7 @@ func checkPlan(p *playbooks.Plan) error {
 			return fmt.Errorf("plan.steps[%d] (%s): no workflow runs step kind %q", i, s.Name, s.Kind)
 		}
 	}
-	return nil
+	return err
 }
 
 func invalidInput(msg string) error {
@@ -271,6 +288,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int, p procedu
 				}
 			}
 		}
+		hs.Message = hostMessage(ctx, hs.Message)
 		if hs.State == HostFailed {
 			failures++
 			r.failed[hs.Host] = true
@@ -330,7 +348,7 @@ func (r *run) finishHost(ctx workflow.Context, step playbooks.Step, hs *HostStat
 			hs.State, hs.Message = HostSkipped, "cancelled"
 			return
 		}
-		hs.State, hs.Message = HostFailed, errorMessage(err)
+		hs.State, hs.Message = HostFailed, hostMessage(ctx, errorMessage(err))
 	}
 }
 

@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -25,7 +27,7 @@ import (
 func testPlan(hosts ...string) *playbooks.Plan {
 	p := &playbooks.Plan{Name: "t", Cluster: "lab"}
 	for _, h := range hosts {
-		p.Hosts = append(p.Hosts, playbooks.Host{Name: h, Address: "127.0.0.1", Port: 22, User: "root"})
+		p.Hosts = append(p.Hosts, playbooks.Host{Name: h, Address: "127.0.0.1", Port: 22, User: "root", IdentityFile: "/k/id", KnownHostsFile: "/k/known_hosts", HostKeyPolicy: playbooks.HostKeyStrict})
 	}
 	step := func(name, kind string) playbooks.Step {
 		s := playbooks.Step{Name: name, Kind: kind, Hosts: hosts, Parallel: 2, Attempts: 1, Timeout: playbooks.Duration(time.Minute)}
@@ -138,12 +140,13 @@ func TestRunPlaybookStopsOverBudget(t *testing.T) {
 	if !strings.Contains(appErr.Message(), `step "one" failed on 1 of 3 hosts`) || !strings.Contains(appErr.Message(), "host key mismatch") {
 		t.Fatalf("message: %s", appErr.Message())
 	}
-	var p Progress
-	if err := appErr.Details(&p); err != nil {
+	var fs FailureSummary
+	if err := appErr.Details(&fs); err != nil {
 		t.Fatal(err)
 	}
-	if p.Outcome != OutcomeFailed || p.Steps[0].Hosts[1].State != HostSkipped || p.Steps[2].Status != StepSkipped {
-		t.Fatalf("progress: %+v", p)
+	if fs.Outcome != OutcomeFailed || fs.FailedStep != "one" || fs.StepCount != 3 || fs.Counts.Failed != 1 || fs.Counts.Skipped != 8 ||
+		len(fs.FailedHosts) != 1 || fs.FailedHosts[0].Host != "a" {
+		t.Fatalf("failure summary: %+v", fs)
 	}
 	env.AssertNumberOfCalls(t, "RunRemoteCommand", 1)
 	env.AssertNumberOfCalls(t, "UploadFile", 0)
@@ -258,5 +261,118 @@ func requireInvalidInput(t *testing.T, err error, want string) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidInput || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), want) {
 		t.Fatalf("want a non-retryable InvalidInput error containing %q, got %v", want, err)
+	}
+}
+
+// TestRunPlaybookFailureBounded: a run that fails on many hosts with long messages
+// fails with bounded details and message, whatever the plan's size; every host's
+// state stays in the progress query.
+func TestRunPlaybookFailureBounded(t *testing.T) {
+	env := newEnv(t)
+	long := strings.Repeat("x", 5000)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{}, temporal.NewNonRetryableApplicationError(
+		"host unreachable: "+long, activities.ErrInvalidInput, nil))
+	hosts := make([]string, 400)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("host-%03d", i)
+	}
+	plan := testPlan(hosts...)
+	plan.Steps[0].Parallel = 400
+	var final Progress
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan})
+
+	var appErr *temporal.ApplicationError
+	if !errors.As(env.GetWorkflowError(), &appErr) || appErr.Type() != ErrPlaybookFailed {
+		t.Fatalf("want PlaybookFailed, got %v", env.GetWorkflowError())
+	}
+	if n := len(appErr.Message()); n > maxFailureMessage {
+		t.Fatalf("message is %d bytes", n)
+	}
+	var fs FailureSummary
+	if err := appErr.Details(&fs); err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.FailedHosts) != maxFailedHostsShown || fs.MoreFailed != 390 || fs.Counts.Failed != 400 || fs.Counts.Skipped != 800 {
+		t.Fatalf("summary: %d hosts shown, %d more, counts %+v", len(fs.FailedHosts), fs.MoreFailed, fs.Counts)
+	}
+	b, _ := json.Marshal(fs)
+	if len(b) > 8<<10 {
+		t.Fatalf("summary is %d bytes", len(b))
+	}
+	t.Logf("failure: message %d bytes, details %d bytes", len(appErr.Message()), len(b))
+	v, err := env.QueryWorkflow(ProgressQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Get(&final); err != nil {
+		t.Fatal(err)
+	}
+	if final.Outcome != OutcomeFailed || final.Counts().Failed != 400 || len(final.Error) > maxFailureMessage {
+		t.Fatalf("progress: outcome %s, counts %+v, error %d bytes", final.Outcome, final.Counts(), len(final.Error))
+	}
+	if m := final.Steps[0].Hosts[7].Message; len(m) > maxHostMessage || !strings.HasPrefix(m, "host unreachable: xxx") {
+		t.Fatalf("host message in the progress: %d bytes: %.40s", len(m), m)
+	}
+	pb, _ := json.Marshal(final)
+	t.Logf("progress of 400 hosts x 3 steps: %d bytes", len(pb))
+}
+
+// TestRunPlaybookRefusesOverLimits: a plan sent as JSON over the host-steps limit is
+// refused as invalid input before anything runs.
+func TestRunPlaybookRefusesOverLimits(t *testing.T) {
+	hosts := make([]string, 1000)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("h%d", i)
+	}
+	plan := testPlan(hosts...)
+	plan.Steps = append(plan.Steps, plan.Steps[0], plan.Steps[0])
+	plan.Steps[3].Name, plan.Steps[4].Name = "four", "five"
+	env := newEnv(t)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan})
+	requireInvalidInput(t, env.GetWorkflowError(), "plan.steps[4] (five).hosts: the steps so far run on 5000 hosts in all")
+}
+
+// TestRunPlaybookFailureUnversioned: a run from before bounded-failure-details (the
+// replayed branch) still fails with the whole progress as its details.
+func TestRunPlaybookFailureUnversioned(t *testing.T) {
+	env := newEnv(t)
+	env.OnGetVersion(boundedFailureChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnGetVersion(clipHostMessagesChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	long := strings.Repeat("y", 1000)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{},
+		temporal.NewNonRetryableApplicationError(long, activities.ErrInvalidInput, nil))
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: testPlan("a", "b")})
+	var appErr *temporal.ApplicationError
+	if !errors.As(env.GetWorkflowError(), &appErr) || appErr.Type() != ErrPlaybookFailed {
+		t.Fatalf("want PlaybookFailed, got %v", env.GetWorkflowError())
+	}
+	var p Progress
+	if err := appErr.Details(&p); err != nil || len(p.Steps) != 3 || p.Steps[0].Hosts[1].State != HostFailed {
+		t.Fatalf("progress %+v (%v)", p, err)
+	}
+	if m := p.Steps[0].Hosts[0].Message; m != long {
+		t.Fatalf("message clipped in a run from before clip-host-messages: %d bytes", len(m))
+	}
+}
+
+// TestRunPlaybookLimitsVersioned: a plan over the size limits is refused by new runs;
+// a run from before plan-limits (replayed) goes on with it.
+func TestRunPlaybookLimitsVersioned(t *testing.T) {
+	big := func() *playbooks.Plan {
+		p := testPlan("a")
+		p.Vars = map[string]string{"blob": strings.Repeat("x", 600<<10)}
+		return p
+	}
+	env := newEnv(t)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: big()})
+	requireInvalidInput(t, env.GetWorkflowError(), "plan: the plan is 601 KiB as JSON; the limit is 512 KiB")
+
+	env = newEnv(t)
+	env.OnGetVersion(planLimitsChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnActivity(sshActs.RunRemoteCommand, mock.Anything, mock.Anything).Return(activities.CommandResult{}, nil)
+	env.OnActivity(fileActs.UploadFile, mock.Anything, mock.Anything).Return(activities.UploadResult{}, nil)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: big()})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("a run from before plan-limits: %v", err)
 	}
 }

@@ -26,13 +26,23 @@ func authFailed(h Host, format string, args ...any) *Error {
 // dialHost connects and authenticates to h, through h.Via when set.
 func (p *Pool) dialHost(ctx context.Context, h Host) (*ssh.Client, error) {
 	target := h.Addr()
+	// The worker's file policy, before any file is opened: the identity file and
+	// the known_hosts file must lie where the worker's operator allows.
+	if h.IdentityFile != "" {
+		if err := p.files().ReadSSH(h.IdentityFile); err != nil {
+			return nil, invalid(h, "identityFile: %v", err)
+		}
+	}
+	if err := p.files().ReadSSH(h.KnownHostsFile); err != nil {
+		return nil, invalid(h, "knownHostsFile: %v", err)
+	}
 	auth, authDesc, cleanup, err := p.authMethod(h)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
 
-	hk := &hostKeyCheck{host: h, log: p.log}
+	hk := &hostKeyCheck{host: h, log: p.log, files: p.files()}
 	algos, err := knownHostAlgorithms(h.KnownHostsFile, target)
 	if err != nil {
 		return nil, invalid(h, "cannot read known_hosts file %s: %v", h.KnownHostsFile, err)

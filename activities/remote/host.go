@@ -3,8 +3,10 @@ package remote
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
 )
 
 // Host key policies: how a host's key is checked against its known_hosts file.
@@ -39,10 +41,18 @@ type Host struct {
 
 // Label names the host in messages: `host master (127.0.0.2:22)`.
 func (h Host) Label() string {
-	if h.Name == "" {
-		return "host " + h.Addr()
+	addr := h.Addr()
+	if !rules.HostAddress(h.Address) { // an input to refuse: shown escaped
+		addr = quoteField(h.Address)
 	}
-	return fmt.Sprintf("host %s (%s)", h.Name, h.Addr())
+	if h.Name == "" {
+		return "host " + addr
+	}
+	name := h.Name
+	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) || len(name) > 100 {
+		name = quoteField(name)
+	}
+	return fmt.Sprintf("host %s (%s)", name, addr)
 }
 
 // Addr is the host's "address:port", the form used for dialling and for known_hosts
@@ -68,18 +78,22 @@ func (h Host) validate(depth int) error {
 	switch {
 	case h.Address == "":
 		return invalid(h, "address is empty")
+	case !rules.HostAddress(h.Address):
+		return invalid(h, "address %s is not %s", quoteField(h.Address), rules.HostAddressRule)
 	case h.User == "":
 		return invalid(h, "user is empty")
+	case !rules.UserName(h.User):
+		return invalid(h, "user %s is not a user name (%s)", quoteField(h.User), rules.UserNameRule)
 	case h.Port < 0 || h.Port > 65535:
 		return invalid(h, "port %d is out of range", h.Port)
 	case h.KnownHostsFile == "":
 		return invalid(h, "knownHostsFile is empty: clusterflow never connects without checking host keys")
-	case !filepath.IsAbs(h.KnownHostsFile):
-		return invalid(h, "knownHostsFile %q must be an absolute path on the worker", h.KnownHostsFile)
-	case h.IdentityFile != "" && !filepath.IsAbs(h.IdentityFile):
-		return invalid(h, "identityFile %q must be an absolute path on the worker", h.IdentityFile)
+	case !rules.WorkerPath(h.KnownHostsFile):
+		return invalid(h, "knownHostsFile %s must be %s on the worker", quoteField(h.KnownHostsFile), rules.WorkerPathRule)
+	case h.IdentityFile != "" && !rules.WorkerPath(h.IdentityFile):
+		return invalid(h, "identityFile %s must be %s on the worker", quoteField(h.IdentityFile), rules.WorkerPathRule)
 	case h.HostKeyPolicy != "" && h.HostKeyPolicy != HostKeyStrict && h.HostKeyPolicy != HostKeyTOFU:
-		return invalid(h, "hostKeyPolicy %q is not %q or %q", h.HostKeyPolicy, HostKeyStrict, HostKeyTOFU)
+		return invalid(h, "hostKeyPolicy %s is not %q or %q", quoteField(h.HostKeyPolicy), HostKeyStrict, HostKeyTOFU)
 	case depth > 4:
 		return invalid(h, "jump chain is longer than 4 hosts (a loop?)")
 	}
@@ -87,6 +101,14 @@ func (h Host) validate(depth int) error {
 		return h.Via.validate(depth + 1)
 	}
 	return nil
+}
+
+// quoteField quotes an input value for a message: escaped, at most 100 bytes.
+func quoteField(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // poolKey identifies a connection: everything that decides who we are and whom we

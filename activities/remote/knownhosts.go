@@ -15,6 +15,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // knownHostsWriteMu serialises TOFU appends to known_hosts files in this process.
@@ -25,9 +28,10 @@ var knownHostsWriteMu sync.Mutex
 // hostKeyCheck is the HostKeyCallback for one dial. The callback's error reaches the
 // caller wrapped in "ssh: handshake failed", so the typed error is also kept in err.
 type hostKeyCheck struct {
-	host Host
-	log  *slog.Logger
-	err  error
+	host  Host
+	log   *slog.Logger
+	files *workerfs.Policy
+	err   error
 }
 
 func (c *hostKeyCheck) callback(hostname string, remote net.Addr, key ssh.PublicKey) error {
@@ -87,12 +91,36 @@ func (c *hostKeyCheck) pin(hostname string, remote net.Addr, key ssh.PublicKey) 
 		return invalid(h, "checking the host key against %s: %v", file, err)
 	}
 
-	if err := appendKnownHost(file, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key)); err != nil {
+	// What is pinned is one literal host: never a pattern that would match others.
+	pattern := knownhosts.Normalize(hostname)
+	if !literalHostPattern(pattern) {
+		return invalid(h, "cannot pin the host key (tofu): %q is not a literal host name or address", pattern)
+	}
+	if err := c.files.Write(file); err != nil {
+		return invalid(h, "cannot pin the host key (tofu): knownHostsFile: %v", err)
+	}
+	if err := appendKnownHost(file, knownhosts.Line([]string{pattern}, key)); err != nil {
 		return invalid(h, "cannot pin the host key (tofu): %v", err)
 	}
 	c.log.Info("pinned new host key (hostKeyPolicy tofu)",
 		"host", h.Name, "addr", h.Addr(), "key", describeKey(key), "file", file)
 	return nil
+}
+
+// literalHostPattern reports whether p, a known_hosts host field, names one host
+// (an address, or "[address]:port") and has nothing OpenSSH reads as a pattern or
+// a separator: no wildcard, negation, comma, marker, hash, whitespace or control
+// character.
+func literalHostPattern(p string) bool {
+	host := p
+	if strings.HasPrefix(p, "[") {
+		h, port, ok := strings.Cut(p[1:], "]:")
+		if !ok || port == "" || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		host = h
+	}
+	return rules.HostAddress(host)
 }
 
 // appendKnownHost appends one line, creating the file (0600) and its directory

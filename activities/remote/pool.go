@@ -11,6 +11,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // PoolOptions configure a Pool. Zero values mean the defaults.
@@ -43,6 +45,10 @@ type PoolOptions struct {
 	// the pool's context, not an activity's, so the pool takes the worker's handler
 	// rather than activity.GetMetricsHandler.)
 	Metrics client.MetricsHandler
+	// Files is the worker's file policy: identity files and known_hosts files are
+	// read, and TOFU pins written, only where it allows. nil allows every path (a
+	// pool made by a test or a library caller); the worker always sets it.
+	Files *workerfs.Policy
 }
 
 // The pool's metrics.
@@ -133,6 +139,18 @@ func NewPool(opts PoolOptions) *Pool {
 		},
 	}
 }
+
+// files is the pool's file policy (see PoolOptions.Files).
+func (p *Pool) files() *workerfs.Policy {
+	if p.opts.Files == nil {
+		return workerfs.Unrestricted()
+	}
+	return p.opts.Files
+}
+
+// Files is the pool's file policy: the activities check the worker files they
+// open against it too.
+func (p *Pool) Files() *workerfs.Policy { return p.files() }
 
 // errPoolClosed is returned by a pool after Close.
 var errPoolClosed = errors.New("ssh connection pool is closed (worker stopping)")

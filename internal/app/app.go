@@ -206,10 +206,17 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // StartWorker starts a worker for clusterflow's task queue in this process. The
 // returned stop function stops it and closes its SSH connections.
 func StartWorker(t *Temporal, cfg config.Config, logger *slog.Logger) (stop func(), err error) {
-	pool := remote.NewPool(remote.PoolOptions{Logger: logger, Metrics: t.Metrics})
+	files, err := cfg.FilePolicy()
+	if err != nil {
+		return nil, err
+	}
+	content, ssh, write := files.Dirs()
+	logger.Info("worker file policy: what playbooks may name on this machine",
+		"read", strings.Join(content, ","), "sshKeys", strings.Join(ssh, ","), "write", strings.Join(write, ","))
+	pool := remote.NewPool(remote.PoolOptions{Logger: logger, Metrics: t.Metrics, Files: files})
 	w := worker.New(t.Client, workflows.TaskQueue, workerOptions())
 	workflows.Register(w)
-	activities.Register(w, pool, cfg.PlaybookDir)
+	activities.Register(w, pool, cfg.PlaybookDir, files)
 	if err := w.Start(); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("starting worker on task queue %s: %w", workflows.TaskQueue, err)

@@ -23,7 +23,7 @@ func boundedMetrics(h client.MetricsHandler) client.MetricsHandler {
 	}
 	var r typeRecorder
 	workflows.Register(&r)
-	activities.Register(&r, nil, "")
+	activities.Register(&r, nil, "", nil)
 	return metrics.Bounded(h, map[string][]string{
 		"workflow_type": r.workflows,
 		"activity_type": r.activities,

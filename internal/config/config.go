@@ -22,6 +22,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/internal/codec"
 	"github.com/clusterflow/clusterflow/internal/httpguard"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // Config is everything a clusterflow process needs to know.
@@ -29,6 +30,12 @@ type Config struct {
 	Temporal    Temporal
 	StateDir    string // project state: embedded server's SQLite file, lab files
 	PlaybookDir string // where the worker finds playbooks named by Web UI input
+	// AllowPaths and AllowRead are the worker's file policy beyond its defaults
+	// (FilePolicy): directories a playbook may read and write, and read only.
+	AllowPaths, AllowRead []string
+	// SecretFiles are the files of this configuration that hold secrets (the
+	// config file, keys, passwords): the file policy denies them to playbooks.
+	SecretFiles []string
 	LogLevel    string // debug, info, warn, error
 	LogFormat   string // text or json
 	// MetricsAddress is where the worker serves Prometheus metrics (GET /metrics)
@@ -156,6 +163,8 @@ var settings = []setting{
 	{"embedded.retention", "retention", "how long the embedded server keeps closed runs", "720h", []string{"CLUSTERFLOW_RETENTION"}},
 	{"stateDir", "state-dir", "project state directory", ".clusterflow", []string{"CLUSTERFLOW_STATE_DIR"}},
 	{"playbookDir", "playbook-dir", "directory of playbooks that Web UI input may name", "playbooks", []string{"CLUSTERFLOW_PLAYBOOK_DIR"}},
+	{"allowPaths", "allow-path", "comma-separated directories of the worker's machine, besides the state directory, that playbooks may read and write (keys, known_hosts, gossip key)", "", []string{"CLUSTERFLOW_ALLOW_PATHS"}},
+	{"allowRead", "allow-read", "comma-separated directories of the worker's machine, besides the playbook directory, the state directory and ~/.ssh, that playbooks may read", "", []string{"CLUSTERFLOW_ALLOW_READ"}},
 	{"log.level", "log-level", "log level: debug, info, warn, error", "info", []string{"CLUSTERFLOW_LOG_LEVEL"}},
 	{"log.format", "log-format", "log format: text or json", "text", []string{"CLUSTERFLOW_LOG_FORMAT"}},
 	{"codec.keyFile", "codec-key-file", "file of AES-256 keys that encrypt payloads (\"ID BASE64KEY\" a line, current first; or set CLUSTERFLOW_CODEC_KEYS); empty: payloads in clear", "", []string{"CLUSTERFLOW_CODEC_KEY_FILE"}},
@@ -257,6 +266,13 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 		c.Codec.Address = ""
 	}
 	c.Temporal.UIHosts = list(v.Get("embedded.uiHosts"))
+	c.AllowPaths = list(v.Get("allowPaths"))
+	c.AllowRead = list(v.Get("allowRead"))
+	for _, k := range []string{"temporal.apiKeyFile", "temporal.tlsKey", "embedded.dbPasswordFile", "codec.keyFile"} {
+		if f := v.GetString(k); f != "" {
+			c.SecretFiles = append(c.SecretFiles, f)
+		}
+	}
 	for _, o := range list(v.Get("codec.origins")) {
 		c.Codec.Origins = append(c.Codec.Origins, strings.TrimSuffix(o, "/"))
 	}
@@ -474,4 +490,39 @@ func envMap(environ []string) map[string]string {
 		}
 	}
 	return m
+}
+
+// FilePolicy is the worker's file policy (internal/workerfs). Playbooks may read,
+// and send to hosts, files under the playbook directory, the state directory,
+// AllowRead and AllowPaths; read SSH identity and known_hosts files from those and
+// ~/.ssh; make or replace files under the state directory, AllowPaths and
+// ~/.config/clusterflow, and the inventory's defaults ~/.ssh/known_hosts and
+// ~/.ssh/clusterflow_ed25519 (with its companions). The worker's own secrets
+// (its SQLite database, the config file, codec keys, API key, TLS key, database
+// password file) are denied everywhere. Nothing else of the worker's machine is
+// reachable from a workflow input.
+func (c Config) FilePolicy() (*workerfs.Policy, error) {
+	pc := workerfs.Config{
+		Content: append([]string{c.PlaybookDir}, c.AllowRead...),
+		Write:   append([]string{c.StateDir}, c.AllowPaths...),
+		Deny:    append([]string{c.DBFile()}, c.SecretFiles...),
+	}
+	if c.File != "" {
+		pc.Deny = append(pc.Deny, c.File)
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		ssh := filepath.Join(home, ".ssh")
+		pc.SSH = []string{ssh}
+		pc.Write = append(pc.Write, filepath.Join(home, ".config", "clusterflow"))
+		key := filepath.Join(ssh, "clusterflow_ed25519")
+		pc.WriteFiles = []string{filepath.Join(ssh, "known_hosts")}
+		for _, suffix := range []string{"", ".pub", ".next", ".next.pub", ".old", ".old.pub"} {
+			pc.WriteFiles = append(pc.WriteFiles, key+suffix)
+		}
+	}
+	p, err := workerfs.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("file policy (--allow-path, --allow-read): %w", err)
+	}
+	return p, nil
 }

@@ -233,3 +233,31 @@ func TestNamedPlaybookInput(t *testing.T) {
 		t.Fatalf("escaping name: %v", err)
 	}
 }
+
+// TestPlaybookFails runs a playbook whose first step fails on every host: the run
+// fails, the later step is skipped, and the starter names the step and the hosts.
+// The run's failure carries a bounded summary, not the whole progress.
+func TestPlaybookFails(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startWorker()
+	pb := c.playbook("e2e-fails", `    - name: check
+      kind: run
+      hosts: all
+      command: [sh, -c, 'echo "this host is not ready" >&2; exit 4']
+    - name: never
+      kind: run
+      hosts: all
+      command: ["true"]
+`)
+	stdout, code := c.starter("run", pb)
+	t.Logf("starter run:\n%s", stdout)
+	if code == 0 {
+		t.Fatalf("a failing playbook exited 0:\n%s", stdout)
+	}
+	for _, want := range []string{`run failed: step "check" failed on 3 of 3 hosts`, "exit 4: this host is not ready", "e2e-fails failed"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	c.record(workflows.WorkflowID("e2e-fails"), "RunPlaybook-failed")
+}

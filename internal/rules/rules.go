@@ -10,6 +10,8 @@ package rules
 
 import (
 	"encoding/hex"
+	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -89,4 +91,50 @@ func ClusterKeyCompanion(path string) bool {
 		}
 	}
 	return false
+}
+
+// HostAddressRule says what HostAddress accepts, for messages.
+const HostAddressRule = "an IP address (without brackets or zone) or a DNS name (labels of letters, digits and '-', separated by '.')"
+
+// HostAddress reports whether s is what a host's address may be: an IPv4 or IPv6
+// address, or a DNS name. Nothing else reaches a dial or a known_hosts line, so an
+// address can never carry a wildcard, a negation, a comma, whitespace or a newline
+// into a host key pin.
+func HostAddress(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == ""
+	}
+	return DNSName(s)
+}
+
+// DNSName reports whether s is a DNS name: at most 253 characters of labels of
+// letters, digits and '-' (not at either end of a label), separated by '.', with an
+// optional final '.'.
+func DNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// WorkerPathRule says what WorkerPath accepts, for messages.
+const WorkerPathRule = "an absolute, clean path (no '..', '//' or trailing '/') without control characters"
+
+// WorkerPath reports whether s is a path on the worker's machine as resolved plans
+// and activity requests carry it: absolute, clean, at most 4096 bytes, and free of
+// control characters (a newline in a path would end a line of a log or a file).
+func WorkerPath(s string) bool {
+	return s != "" && len(s) <= 4096 && filepath.IsAbs(s) && filepath.Clean(s) == s &&
+		!strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
 }
