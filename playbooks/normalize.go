@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -175,11 +176,8 @@ func (p *Plan) Normalize() error {
 	case len(p.Steps) == 0:
 		return fmt.Errorf("playbook %s has no steps", p.Name)
 	}
-	vars := make([]string, 0, len(p.Vars))
-	for k := range p.Vars {
-		vars = append(vars, k)
-	}
-	slices.Sort(vars) // deterministic: the first bad name is always the same one
+	//workflowcheck:ignore sorted right away: the first bad name is always the same one
+	vars := slices.Sorted(maps.Keys(p.Vars))
 	for _, k := range vars {
 		if !rules.EnvName(k) {
 			return fmt.Errorf("plan.vars: name %s must be letters, digits and _, not starting with a digit", quote(k))
