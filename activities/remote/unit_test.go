@@ -224,3 +224,25 @@ func TestKeyFormats(t *testing.T) {
 		t.Fatal("the zero key is no key")
 	}
 }
+
+// TestLiteralHostPattern: a TOFU pin names one host, never a pattern.
+func TestLiteralHostPattern(t *testing.T) {
+	for p, want := range map[string]bool{
+		"127.0.0.2": true, "[127.0.0.2]:2222": true, "node-1.lab": true, "::1": true, "[::1]:22": true,
+		"*": false, "127.0.0.*": false, "!127.0.0.2": false, "a,b": false, "a b": false, "a\nb": false,
+		"[127.0.0.2]:": false, "[127.0.0.2]:x": false, "|1|salt|hash": false, "@cert-authority": false, "": false,
+	} {
+		if got := literalHostPattern(p); got != want {
+			t.Errorf("literalHostPattern(%q) = %v, want %v", p, got, want)
+		}
+	}
+	for _, addr := range []string{"*", "127.0.0.2\nx", "a,b", "fe80::1%eth0", "-oProxyCommand=x"} {
+		h := Host{Address: addr, User: "root", KnownHostsFile: "/k"}
+		if err := h.Validate(); err == nil {
+			t.Errorf("Validate accepted address %q", addr)
+		}
+	}
+	if err := (Host{Address: "127.0.0.2", User: "root", KnownHostsFile: "/k/../x"}).Validate(); err == nil {
+		t.Error("Validate accepted an unclean knownHostsFile")
+	}
+}
