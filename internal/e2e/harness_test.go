@@ -225,12 +225,9 @@ func (c *cluster) waitRun(id string, limit time.Duration) error {
 	return c.client.GetWorkflow(ctx, id, "").Get(ctx, nil)
 }
 
-// record writes the run's history as a replay fixture when asked to.
-func (c *cluster) record(id, name string) {
-	dir := os.Getenv("CLUSTERFLOW_RECORD_HISTORIES")
-	if dir == "" {
-		return
-	}
+// history is a run's whole history.
+func (c *cluster) history(t *testing.T, id string) *historypb.History {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var h historypb.History
@@ -238,11 +235,20 @@ func (c *cluster) record(id, name string) {
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
-			c.t.Fatalf("history of %s: %v", id, err)
+			t.Fatalf("history of %s: %v", id, err)
 		}
 		h.Events = append(h.Events, e)
 	}
-	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	return &h
+}
+
+// record writes the run's history as a replay fixture when asked to.
+func (c *cluster) record(id, name string) {
+	dir := os.Getenv("CLUSTERFLOW_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(c.history(c.t, id))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -341,18 +339,7 @@ func (c *cluster) runInput(t *testing.T, id string, input any) error {
 // historyText is a run's whole history as JSON text.
 func (c *cluster) historyText(t *testing.T, id string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var h historypb.History
-	it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", id, err)
-		}
-		h.Events = append(h.Events, e)
-	}
-	b, err := protojson.Marshal(&h)
+	b, err := protojson.Marshal(c.history(t, id))
 	if err != nil {
 		t.Fatal(err)
 	}

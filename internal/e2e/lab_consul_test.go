@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/clusterflow/clusterflow/activities"
@@ -225,19 +223,9 @@ func consulPIDs(t *testing.T, hosts []playbooks.Host) []string {
 // decoding works, the decoded text must show the key file's path.
 func scanForKey(t *testing.T, c *cluster, key string, ids ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for _, id := range ids {
-		var h historypb.History
-		it := c.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			e, err := it.Next()
-			if err != nil {
-				t.Fatalf("history of %s: %v", id, err)
-			}
-			h.Events = append(h.Events, e)
-		}
-		b, err := protojson.Marshal(&h)
+		h := c.history(t, id)
+		b, err := protojson.Marshal(h)
 		if err != nil {
 			t.Fatal(err)
 		}
