@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/playbooks"
 	"github.com/clusterflow/clusterflow/workflows"
 )
@@ -33,9 +34,17 @@ type hostileCase struct {
 	want  string // in the run's history (its failure, or the failing activity's)
 }
 
+// direct is an input for a procedure workflow started directly, not through
+// RunPlaybook: the procedures are registered on the same task queue, so anyone
+// may start one.
+type direct struct {
+	typ   string
+	input any
+}
+
 // TestHostileInputs starts a worker with a narrow file policy (it may read its
 // playbook directory and write one "allowed" directory, nothing else of the
-// machine) and sends it seventy hostile inputs: plans sent as JSON that try
+// machine) and sends it seventy-three hostile inputs: plans sent as JSON that try
 // each consequence of the hostile-input review (any worker file uploaded to a
 // host, addresses that are not addresses reaching the host-key pinning, pins
 // into chosen files, keys and binaries from anywhere), inline playbooks that
@@ -254,6 +263,14 @@ func TestHostileInputs(t *testing.T) {
 			}
 		}), "the limit is 4000"},
 
+		// A procedure started directly, without RunPlaybook: its activities check again.
+		{"DistributeKeys directly: cluster key rotated outside", direct{"DistributeKeys", asJSON(workflows.DistributeKeysInput{Hosts: []remote.Host{remoteHost(base(""))},
+			Keys: playbooks.DistributeKeysStep{ClusterKey: clusterKey, Rotate: true}})}, outsideWrite},
+		{"DistributeKeys directly: address *", direct{"DistributeKeys", asJSON(workflows.DistributeKeysInput{Hosts: []remote.Host{func() remote.Host { x := remoteHost(base("")); x.Address = "*"; return x }()},
+			Keys: playbooks.DistributeKeysStep{ClusterKey: filepath.Join(allowed, "ck")}})}, "address"},
+		{"ConsulBootstrap directly: gossip key made outside", direct{"ConsulBootstrap", asJSON(workflows.ConsulBootstrapInput{Hosts: []remote.Host{remoteHost(base(""))},
+			Consul: playbooks.ConsulStep{Source: playbooks.ConsulFromFile, Binary: motd, SHA256: strings.Repeat("0", 64), GossipKeyFile: filepath.Join(outside, "direct", "g.key")}})}, outsideWrite},
+
 		// Inputs that name a playbook file.
 		{"playbook: ../ out of the playbook dir", map[string]any{"playbook": "../outside/x.yaml"}, "outside the worker's playbook directory"},
 		{"playbook: absolute path", map[string]any{"playbook": "/etc/passwd"}, "relative to the worker's playbook directory"},
@@ -270,7 +287,11 @@ func TestHostileInputs(t *testing.T) {
 	t.Logf("| # | input | expected refusal | observed |")
 	for i, hc := range cases {
 		id := fmt.Sprintf("hostile/%02d", i+1)
-		err := c.runInput(t, id, hc.input)
+		typ, input := "", hc.input
+		if d, ok := input.(direct); ok {
+			typ, input = d.typ, d.input
+		}
+		err := c.runWorkflow(t, id, typ, input)
 		hist := c.historyText(t, id)
 		observed := "completed"
 		if err != nil {
@@ -281,8 +302,12 @@ func TestHostileInputs(t *testing.T) {
 		}
 		t.Logf("| %d | %s | %s | %s |", i+1, hc.name, hc.want, observed)
 		switch {
-		case err == nil:
+		case err == nil && typ == "":
 			t.Errorf("%s: the run completed; want a refusal with %q", hc.name, hc.want)
+		case err == nil && !strings.Contains(hist, "activityTaskFailedEventAttributes"):
+			// A procedure records a host whose activity refused it as failed and
+			// may itself complete; the refusal must be there all the same.
+			t.Errorf("%s: completed with no failed activity; want a refusal with %q", hc.name, hc.want)
 		case !strings.Contains(hist, hc.want):
 			t.Errorf("%s: refused, but without %q: %v", hc.name, hc.want, err)
 		}
@@ -327,13 +352,30 @@ func TestHostileInputs(t *testing.T) {
 // and returns its error once it closes.
 func (c *cluster) runInput(t *testing.T, id string, input any) error {
 	t.Helper()
+	return c.runWorkflow(t, id, "", input)
+}
+
+// runWorkflow starts a workflow of type typ (empty: RunPlaybook) and returns its
+// error once it closes.
+func (c *cluster) runWorkflow(t *testing.T, id, typ string, input any) error {
+	t.Helper()
+	if typ == "" {
+		typ = workflows.RunPlaybookName
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	run, err := c.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, workflows.RunPlaybookName, input)
+	run, err := c.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, typ, input)
 	if err != nil {
 		t.Fatalf("starting %s: %v", id, err)
 	}
 	return run.Get(ctx, nil)
+}
+
+// remoteHost is the first host of a plan as a procedure's input carries it.
+func remoteHost(p playbooks.Plan) remote.Host {
+	h := p.Hosts[0]
+	return remote.Host{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User, IdentityFile: h.IdentityFile,
+		KnownHostsFile: h.KnownHostsFile, HostKeyPolicy: h.HostKeyPolicy}
 }
 
 // historyText is a run's whole history as JSON text.
