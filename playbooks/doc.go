@@ -40,7 +40,7 @@
 //	    - name: say hello    # unique within the playbook
 //	      kind: run          # closed list: the kinds below (Kinds() lists them)
 //	      hosts: all         # "all", a host or group name, or a list of them
-//	      parallel: 10       # default 10
+//	      parallel: 10       # default 10; what the common fields do per kind: see below
 //	      maxFailPercent: 0  # default 0: any host failing stops the run after this step
 //	      timeout: 10m       # per host attempt (run, upload); default 10m
 //	      attempts: 3        # tries per host on retryable errors (run, upload); default 3
@@ -118,7 +118,7 @@
 //	      workdir: /srv
 //	      user: "1000:1000"
 //	      labels: {team: web}    # the service's labels; containerLabels: each container's
-//	      ports: ["8080:80", "5353:53/udp", {published: 9100, target: 9100, mode: host}]  # ingress (default) | host
+//	      ports: ["8080:80", "5353:53/udp", {published: 9100, target: 9100, protocol: tcp, mode: host}]  # tcp (default) | udp | sctp; ingress (default) | host
 //	      mounts: [{type: volume, source: data, target: /data, readOnly: false}]  # volume | bind | tmpfs
 //	      networks: [backend, {name: front, aliases: [www]}]  # overlay networks that exist
 //	      constraints: [node.role==worker, node.labels.zone!=b]
@@ -177,8 +177,9 @@
 //	      registryAuth: {...}    # for FROM images of a registry
 //	      # The context's digest (files, modes, Dockerfile, args, target) is a label of the image:
 //	      # the same context is not built again, and hosts that have the image are unchanged.
-//	      # kinds removeService, removeStack, removeNetwork (the Teardown workflow, through a
-//	      # manager) and removeVolume (on each of the step's hosts); absent is unchanged:
+//	      # kinds removeService, removeStack, removeNetwork, removeVolume (the Teardown
+//	      # workflow: removeVolume on each of the step's hosts, the others through a
+//	      # manager); what is absent is unchanged:
 //	      service: web           # removeService: waits until its tasks are gone
 //	      stack: napcore         # removeStack: its services, then its networks, secrets, configs
 //	      network: backend       # removeNetwork: waits until no container uses it
@@ -204,6 +205,41 @@
 //	spec:
 //	  defaults: {...}   # as above; apply to this file's hosts only
 //	  hosts: [...]
+//
+// # Common fields per kind
+//
+// parallel, maxFailPercent, timeout and attempts are fields of every step, but not
+// every kind has a use for each: a kind that does not use one refuses it where the
+// playbook writes it ("spec.steps[2].attempts: kind rotateCA does not use attempts:
+// its activities retry on their own; leave it out"), and a plan sent as JSON may carry
+// only its default there (Plan.CheckFieldUse; RunPlaybook refuses it under the
+// workflow version field-use). maxFailPercent is the failure budget of every kind,
+// over the outcomes a procedure reports per host. Per kind, what parallel,
+// maxFailPercent, timeout and attempts do (fieldUses in fielduse.go; a test keeps
+// these lines and README.md's table in step with it):
+//
+//	activate: refused: it changes one node at a time | failure budget | refused: only drain waits (for the tasks to move) | refused: its activities retry on their own
+//	buildImage: hosts loading the image at once | failure budget | refused: a build and a load have bounds of their own (1h, 30m) | refused: its activities retry on their own
+//	checkCertificates: refused: it reads every node's certificate at once | failure budget | action rotate: how long the rotation is followed (refused with action fail) | refused: its activities retry on their own
+//	consulBootstrap: hosts at once | failure budget | refused: its activities have bounds of their own (an install up to 20m) | refused: its activities retry on their own
+//	demote: refused: it changes one node at a time | failure budget | refused: only drain waits (for the tasks to move) | refused: its activities retry on their own
+//	deployService: refused: the update's pace is updateConfig.parallelism | failure budget | bounds the wait for the update's outcome | refused: its activities retry on their own
+//	deployStack: refused: the pace of each service is its update_config | failure budget | bounds the wait for the services' outcomes | refused: its activities retry on their own
+//	distributeKeys: hosts at once in each phase | failure budget | per attempt of each host activity | tries of each host activity
+//	drain: refused: it changes one node at a time | failure budget | bounds each node's wait for its tasks to move | refused: its activities retry on their own
+//	installDocker: hosts at once | failure budget | refused: its activities have bounds of their own (a package install up to 20m) | refused: its activities retry on their own
+//	promote: refused: it changes one node at a time | failure budget | refused: only drain waits (for the tasks to move) | refused: its activities retry on their own
+//	removeNetwork: refused: it works through one manager | failure budget | bounds the wait for the network to be free | refused: its activities retry on their own
+//	removeNode: refused: it changes one node at a time | failure budget | refused: only drain waits (for the tasks to move) | refused: its activities retry on their own
+//	removeService: refused: it works through one manager | failure budget | bounds the wait for the service's tasks to go | refused: its activities retry on their own
+//	removeStack: refused: it works through one manager | failure budget | bounds the wait for the stack's tasks to go and its networks to be free | refused: its activities retry on their own
+//	removeVolume: refused: it removes the volume on every host at once | failure budget | refused: removing a volume does not wait | refused: its activities retry on their own
+//	rollingNodeUpgrade: refused: the batch size is maxUnavailable | failure budget | bounds each wait: tasks moved off a node, node Ready, services converged | refused: its activities retry on their own
+//	rotateCA: refused: the swarm renews every node's certificate itself | failure budget | how long the rotation is followed (it goes on after that) | refused: its activities retry on their own
+//	run: hosts at once | failure budget | per host attempt | tries per host on retryable errors
+//	swarmInit: refused: it initialises the first manager, then joins the other hosts together | failure budget | refused: its activities have bounds of their own | refused: its activities retry on their own
+//	updateService: refused: the update's pace is updateConfig.parallelism | failure budget | bounds the wait for the update's outcome | refused: its activities retry on their own
+//	upload: hosts at once | failure budget | per host attempt | tries per host on retryable errors
 //
 // Unknown fields and unknown step kinds are errors. Every error names
 // file:line:column, the field path and what is wrong, and nothing starts.

@@ -186,7 +186,8 @@ func TestStepNormalize(t *testing.T) {
 }
 
 // TestKindsHaveRules: every step kind normalizes its settings, and doc.go's field
-// reference names every kind.
+// reference names every kind. TestFieldUseDocumented and TestReferenceComplete
+// (fielduse_test.go) hold README.md and doc.go to every kind, field and key.
 func TestKindsHaveRules(t *testing.T) {
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {

@@ -110,7 +110,10 @@ type Host struct {
 	Via  *Host  `json:"via,omitempty"`
 }
 
-// Step is one playbook step with its target hosts resolved to names.
+// Step is one playbook step with its target hosts resolved to names. The comments of
+// Parallel, Timeout and Attempts say what they do for run and upload; for the other
+// kinds, or that a kind refuses a value other than the default, see fieldUses
+// (fielduse.go).
 type Step struct {
 	Name           string   `json:"name"`
 	Kind           string   `json:"kind"`

@@ -52,8 +52,8 @@ func (c *stepContext) settle(field string) { c.settled = append(c.settled, field
 
 // stepKinds is the closed list of step kinds. To add one: a Kind constant, a pointer
 // field on Step and the settings type in plan.go; its reader and its Normalize method
-// in a file of its own; an entry here; its fields in doc.go (workflows/doc.go has the
-// whole recipe, workflow included).
+// in a file of its own; an entry here and in fieldUses (fielduse.go); its fields in
+// doc.go and README.md (workflows/doc.go has the whole recipe, workflow included).
 var stepKinds = map[string]stepKind{
 	KindRun: {fields: []string{"command", "creates", "unless", "env", "dir", "exitCodes"}, read: readRun,
 		normalize: settingsOf("run", func(s *Step) *RunStep { return s.Run })},
@@ -209,6 +209,9 @@ func (f *file) step(n *yaml.Node, path string, c *stepContext, names map[string]
 		kind.read(f, m, &s, c)
 	}
 	f.normalizeStep(m, &s, c)
+	if kind != nil {
+		f.checkFieldUse(m, &s)
+	}
 	return s, true
 }
 

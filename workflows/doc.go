@@ -46,7 +46,10 @@
 //     value. Rules the activities share go in internal/rules.
 //  3. playbooks/steps.go: the stepKinds entry: its fields, readFoo, and
 //     settingsOf("foo", func(s *Step) *FooStep { return s.Foo }).
-//  4. playbooks/doc.go: the kind's fields in the format reference.
+//  4. playbooks/fielduse.go: the fieldUses entry: what parallel, timeout and attempts
+//     do for the kind (what FooInput takes from the step), or why it refuses them;
+//     playbooks/doc.go: the kind's fields in the format reference and its line in
+//     the common fields' table.
 //  5. activities/foo.go (new): its activities, added in activities/register.go; a new
 //     activity struct also gets its typed nil pointer in workflows/activities.go.
 //  6. workflows/foo.go (new): the FooName constant (the registered name: stable),
@@ -63,7 +66,11 @@
 // workflows/foo_test.go with fake activities, a recorded history
 // testdata/histories/Foo-*.json (record it with CLUSTERFLOW_RECORD_HISTORIES from an
 // integration or lab run; the replay test requires one), an e2e or lab test, an
-// example in a playbook, and the kind in README.md's field reference.
-// TestEveryStepKindRuns fails when a kind has no procedure (or run/upload), and
-// TestKindsHaveRules when it has no Normalize or is missing from playbooks/doc.go.
+// example in a playbook, and the kind in README.md's playbook reference (an example
+// under Procedures, its rows in the step reference's tables).
+// TestEveryStepKindRuns fails when a kind has no procedure (or run/upload),
+// TestKindsHaveRules when it has no Normalize or is missing from playbooks/doc.go,
+// TestFieldUsesCoverKinds when it has no fieldUses entry, and TestFieldUseDocumented
+// and TestReferenceComplete when README.md or doc.go lack it, one of its fields, or a
+// key the parser accepts.
 package workflows

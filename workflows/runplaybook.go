@@ -127,11 +127,20 @@ func resolvePlan(ctx workflow.Context, in RunPlaybookInput) (*playbooks.Plan, er
 			return nil, invalidInput(err.Error())
 		}
 	}
+	// A plan whose steps carry fields their kind does not use (a timeout on an
+	// installDocker step, sent as JSON) is refused from fieldUseChange on; before, the
+	// fields were ignored. As above, the version is asked only for such a plan.
+	if err := plan.CheckFieldUse(); err != nil && workflow.GetVersion(ctx, fieldUseChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		return nil, invalidInput(err.Error())
+	}
 	return plan, nil
 }
 
 // planLimitsChange guards the refusal of plans over the size limits.
 const planLimitsChange = "plan-limits"
+
+// fieldUseChange guards the refusal of plans with fields their step kind does not use.
+const fieldUseChange = "field-use"
 
 // checkPlan checks a plan that may not come from the parser (a plan sent by hand
 // from the Web UI) with the playbook rules (Plan.Normalize), and that every step kind

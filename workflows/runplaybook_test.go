@@ -219,8 +219,8 @@ func TestRunPlaybookProcedureSteps(t *testing.T) {
 	plan.Steps = []playbooks.Step{
 		{Name: "keys", Kind: playbooks.KindDistributeKeys, Hosts: []string{"a", "b", "c"}, Parallel: 10, Attempts: 1,
 			Timeout: playbooks.Duration(time.Minute), DistributeKeys: &playbooks.DistributeKeysStep{ClusterKey: "/k", Mesh: true}},
-		{Name: "docker", Kind: playbooks.KindInstallDocker, Hosts: []string{"a", "b", "c"}, Parallel: 10, Attempts: 1,
-			MaxFailPercent: 50, Timeout: playbooks.Duration(time.Minute), InstallDocker: &playbooks.InstallDockerStep{Source: playbooks.DockerFromDistro}},
+		{Name: "docker", Kind: playbooks.KindInstallDocker, Hosts: []string{"a", "b", "c"}, Parallel: 10, Attempts: 3,
+			MaxFailPercent: 50, Timeout: playbooks.Duration(10 * time.Minute), InstallDocker: &playbooks.InstallDockerStep{Source: playbooks.DockerFromDistro}},
 	}
 	env.OnWorkflow(DistributeKeys, mock.Anything, mock.Anything).Return(
 		func(_ workflow.Context, in DistributeKeysInput) (*DistributeKeysResult, error) {
@@ -374,5 +374,28 @@ func TestRunPlaybookLimitsVersioned(t *testing.T) {
 	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: big()})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("a run from before plan-limits: %v", err)
+	}
+}
+
+// TestRunPlaybookFieldUseVersioned: a plan whose installDocker step carries a timeout
+// (which InstallDocker has no place for) is refused by new runs; a run from before
+// field-use (replayed) goes on, the timeout ignored as it was then.
+func TestRunPlaybookFieldUseVersioned(t *testing.T) {
+	plan := func() *playbooks.Plan {
+		p := testPlan("a")
+		p.Steps = []playbooks.Step{{Name: "docker", Kind: playbooks.KindInstallDocker, Hosts: []string{"a"}, Parallel: 10, Attempts: 3,
+			Timeout: playbooks.Duration(30 * time.Minute), InstallDocker: &playbooks.InstallDockerStep{Source: playbooks.DockerFromDistro}}}
+		return p
+	}
+	env := newEnv(t)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan()})
+	requireInvalidInput(t, env.GetWorkflowError(), "plan.steps[0] (docker): timeout: kind installDocker does not use timeout")
+
+	env = newEnv(t)
+	env.OnGetVersion(fieldUseChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.OnWorkflow(InstallDocker, mock.Anything, mock.Anything).Return(&InstallDockerResult{Hosts: []HostOutcome{{Host: "a", State: HostChanged}}}, nil)
+	env.ExecuteWorkflow(RunPlaybook, RunPlaybookInput{Plan: plan()})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("a run from before field-use: %v", err)
 	}
 }
