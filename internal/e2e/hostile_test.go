@@ -129,7 +129,9 @@ func TestHostileInputs(t *testing.T) {
 	}
 	step := func(kind string, set func(s *playbooks.Step)) func(p *playbooks.Plan) {
 		return func(p *playbooks.Plan) {
+			// A procedure kind takes the defaults of the fields it does not use.
 			p.Steps[0].Kind, p.Steps[0].Upload = kind, nil
+			p.Steps[0].Timeout, p.Steps[0].Attempts = playbooks.Duration(10*time.Minute), 3
 			set(&p.Steps[0])
 		}
 	}
