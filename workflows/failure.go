@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 // boundedFailureChange guards the failure of RunPlaybook: runs from before it failed
@@ -15,31 +17,48 @@ import (
 const boundedFailureChange = "bounded-failure-details"
 
 // clipHostMessagesChange guards the clipping of each host's message in the progress
-// to maxHostMessage bytes, which keeps the progress (the query's answer, the run's
-// result) within Temporal's payload limit at playbooks' maxHostSteps. The version is
-// asked only for a message that needs clipping: other runs record no marker.
+// to the run's hostMessageLimit, which keeps the progress (the query's answer, the
+// run's result) within Temporal's payload limit at playbooks' maxHostSteps. The
+// version is asked only for a message that needs clipping: other runs record no
+// marker.
 const clipHostMessagesChange = "clip-host-messages"
 
 // hostMessage is a host's message as the progress keeps it.
-func hostMessage(ctx workflow.Context, msg string) string {
-	if jsonSize(msg) <= maxHostMessage {
+func (r *run) hostMessage(ctx workflow.Context, msg string) string {
+	if jsonSize(msg) <= r.msgLimit {
 		return msg
 	}
 	if workflow.GetVersion(ctx, clipHostMessagesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return msg
 	}
-	return clipJSON(msg, maxHostMessage)
+	return clipJSON(msg, r.msgLimit)
 }
 
 // Bounds of a failure.
 const (
 	maxFailureMessage   = 2000 // bytes of the error message (and Progress.Error)
 	maxFailedHostsShown = 10   // failed hosts named in a FailureSummary
-	// maxHostMessage bounds each host's message, in the progress and in a summary,
-	// in bytes as JSON: 4000 host-steps (playbooks' maxHostSteps) of at most about
-	// 430 bytes each (name, state, times and message) make a progress under 1.8 MB.
+	// maxHostMessage is the least a host's message may keep, in bytes as JSON:
+	// 4000 host-steps (playbooks' maxHostSteps) of at most about 430 bytes each
+	// (name, state, times and message) make a progress under 1.8 MB.
 	maxHostMessage = 240
+	// fullHostMessage is the most: a message this long keeps the hint at its end
+	// (what to set, which step to run) that operators act on.
+	fullHostMessage = 2000
+	// hostMessageBudget is what all the messages of a run share.
+	hostMessageBudget = 960_000
 )
+
+// hostMessageLimit is how many bytes each host's message of the plan's run may take:
+// an even share of hostMessageBudget over its host-steps, between maxHostMessage
+// (at playbooks' maxHostSteps) and fullHostMessage (small playbooks).
+func hostMessageLimit(p *playbooks.Plan) int {
+	n := 0
+	for _, s := range p.Steps {
+		n += len(s.Hosts)
+	}
+	return min(max(hostMessageBudget/max(n, 1), maxHostMessage), fullHostMessage)
+}
 
 // FailureSummary is the details of a failed RunPlaybook's PlaybookFailed error: what
 // the starter and the Web UI show of a failed run, bounded whatever the playbook's
@@ -77,7 +96,7 @@ func (r *run) failureSummary(i int) *FailureSummary {
 			fs.MoreFailed++
 			continue
 		}
-		h.Message = clipJSON(h.Message, maxHostMessage)
+		h.Message = clipJSON(h.Message, r.msgLimit)
 		fs.FailedHosts = append(fs.FailedHosts, h)
 	}
 	return fs

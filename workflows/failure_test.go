@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterflow/clusterflow/playbooks"
 )
 
 func TestJSONSize(t *testing.T) {
@@ -45,4 +47,23 @@ func TestProgressWorstCase(t *testing.T) {
 		t.Fatalf("worst-case progress is %d bytes", len(b))
 	}
 	t.Logf("worst-case progress of %d host-steps: %d bytes", hostSteps, len(b))
+}
+
+// TestHostMessageLimit: small playbooks keep whole messages (the hint at their end),
+// the largest keep maxHostMessage each.
+func TestHostMessageLimit(t *testing.T) {
+	plan := func(hosts, steps int) *playbooks.Plan {
+		p := &playbooks.Plan{}
+		for range steps {
+			p.Steps = append(p.Steps, playbooks.Step{Hosts: make([]string, hosts)})
+		}
+		return p
+	}
+	for _, c := range []struct{ hosts, steps, want int }{
+		{3, 5, fullHostMessage}, {0, 0, fullHostMessage}, {100, 10, 960}, {1000, 4, maxHostMessage}, {2000, 2, maxHostMessage},
+	} {
+		if got := hostMessageLimit(plan(c.hosts, c.steps)); got != c.want {
+			t.Errorf("%d hosts x %d steps: limit %d, want %d", c.hosts, c.steps, got, c.want)
+		}
+	}
 }

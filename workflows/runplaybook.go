@@ -170,6 +170,7 @@ type run struct {
 	progress *Progress
 	failed   map[string]bool // hosts that failed a step; looked up only, never ranged
 	lease    *lease          // released by finish
+	msgLimit int             // bytes of JSON a host's message may take (hostMessageLimit)
 }
 
 func newRun(plan *playbooks.Plan) *run {
@@ -181,7 +182,7 @@ func newRun(plan *playbooks.Plan) *run {
 		}
 		p.Steps = append(p.Steps, st)
 	}
-	return &run{plan: plan, progress: p, failed: map[string]bool{}}
+	return &run{plan: plan, progress: p, failed: map[string]bool{}, msgLimit: hostMessageLimit(plan)}
 }
 
 // runStep runs step i on its hosts and returns an error when the step's failures
@@ -297,7 +298,7 @@ func (r *run) runProcedure(ctx workflow.Context, i int, targets []int, p procedu
 				}
 			}
 		}
-		hs.Message = hostMessage(ctx, hs.Message)
+		hs.Message = r.hostMessage(ctx, hs.Message)
 		if hs.State == HostFailed {
 			failures++
 			r.failed[hs.Host] = true
@@ -357,7 +358,7 @@ func (r *run) finishHost(ctx workflow.Context, step playbooks.Step, hs *HostStat
 			hs.State, hs.Message = HostSkipped, "cancelled"
 			return
 		}
-		hs.State, hs.Message = HostFailed, hostMessage(ctx, errorMessage(err))
+		hs.State, hs.Message = HostFailed, r.hostMessage(ctx, errorMessage(err))
 	}
 }
 

@@ -296,7 +296,7 @@ func TestRunPlaybookFailureBounded(t *testing.T) {
 		t.Fatalf("summary: %d hosts shown, %d more, counts %+v", len(fs.FailedHosts), fs.MoreFailed, fs.Counts)
 	}
 	b, _ := json.Marshal(fs)
-	if len(b) > 8<<10 {
+	if len(b) > maxFailedHostsShown*fullHostMessage+4<<10 {
 		t.Fatalf("summary is %d bytes", len(b))
 	}
 	t.Logf("failure: message %d bytes, details %d bytes", len(appErr.Message()), len(b))
@@ -310,7 +310,7 @@ func TestRunPlaybookFailureBounded(t *testing.T) {
 	if final.Outcome != OutcomeFailed || final.Counts().Failed != 400 || len(final.Error) > maxFailureMessage {
 		t.Fatalf("progress: outcome %s, counts %+v, error %d bytes", final.Outcome, final.Counts(), len(final.Error))
 	}
-	if m := final.Steps[0].Hosts[7].Message; len(m) > maxHostMessage || !strings.HasPrefix(m, "host unreachable: xxx") {
+	if m := final.Steps[0].Hosts[7].Message; len(m) > fullHostMessage || !strings.HasPrefix(m, "host unreachable: xxx") {
 		t.Fatalf("host message in the progress: %d bytes: %.40s", len(m), m)
 	}
 	pb, _ := json.Marshal(final)

@@ -49,13 +49,18 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	// The worker's file policy: tests keep their playbooks, keys and lab state in
-	// temporary directories and read the repository's playbooks, so every worker
-	// and starter of the suite (they inherit this environment) may read and write
-	// under the temporary directory and read the repository. The hostile-input
-	// suite starts its workers with a narrow policy of its own.
+	// temporary directories, read the repository's playbooks and install offline
+	// bundles from the lab's package cache, so every worker and starter of the suite
+	// (they inherit this environment) may read and write under the temporary
+	// directory and read the repository and the cache. The hostile-input suite
+	// starts its workers with a narrow policy of its own.
 	repo, _ := filepath.Abs(filepath.Join("..", ".."))
+	cache := os.Getenv("CLUSTERFLOW_CACHE_DIR")
+	if cache == "" {
+		cache = "/var/cache/clusterflow"
+	}
 	os.Setenv("CLUSTERFLOW_ALLOW_PATHS", os.TempDir())
-	os.Setenv("CLUSTERFLOW_ALLOW_READ", repo)
+	os.Setenv("CLUSTERFLOW_ALLOW_READ", repo+","+cache)
 	for _, name := range []string{"worker", "starter", "lab"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "github.com/clusterflow/clusterflow/"+name)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
