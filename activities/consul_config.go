@@ -10,6 +10,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // ConsulConfigRequest is the input of ConfigureConsul: the agent's settings, and
@@ -81,7 +82,7 @@ func (c *Consul) ConfigureConsul(ctx context.Context, req ConsulConfigRequest) (
 	if err := checkGossipKeyPath(req.GossipKeyFile); err != nil {
 		return res, err
 	}
-	if err := c.rem.workerFile("gossipKeyFile", req.GossipKeyFile, false); err != nil {
+	if err := c.rem.workerFile("gossipKeyFile", req.GossipKeyFile, workerfs.Content); err != nil {
 		return res, err
 	}
 	key, id, err := readGossipKey(req.GossipKeyFile)

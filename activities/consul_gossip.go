@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // GossipKeyRequest names the gossip key file on the worker.
@@ -45,7 +46,7 @@ func (c *Consul) EnsureGossipKey(ctx context.Context, req GossipKeyRequest) (Gos
 		return GossipKeyInfo{}, err
 	}
 	// The key may be made here: the file must lie where the worker allows writing.
-	if err := c.rem.workerFile("gossipKeyFile", req.Path, true); err != nil {
+	if err := c.rem.workerFile("gossipKeyFile", req.Path, workerfs.Write); err != nil {
 		return GossipKeyInfo{}, err
 	}
 	info := GossipKeyInfo{Path: req.Path}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -115,7 +116,7 @@ func (c *Consul) installFromFile(ctx context.Context, op *hostOp, req InstallCon
 	case !rules.SHA256(req.SHA256):
 		return res, hostInvalid(h, "the SHA-256 of the consul binary must be 64 lower-case hex digits, got %q", req.SHA256)
 	}
-	if err := c.rem.workerFile("consul binary", req.Binary, false); err != nil {
+	if err := c.rem.workerFile("consul binary", req.Binary, workerfs.Content); err != nil {
 		return res, err
 	}
 	fi, err := os.Stat(req.Binary)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/clusterflow/clusterflow/activities/remote"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -67,7 +68,7 @@ func (d *Docker) InstallDockerPackages(ctx context.Context, req PackagesRequest)
 		}
 	case playbooks.DockerFromOffline:
 		var problem string
-		if err := d.rem.workerFile("packages", req.Packages, false); err != nil {
+		if err := d.rem.workerFile("packages", req.Packages, workerfs.Content); err != nil {
 			return PackagesResult{}, err
 		}
 		bundle, problem = readBundle(req.Packages, req.Version, req.OS.Arch)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // LoadImageRequest asks for Image on Host, loaded from Tarball (a `docker save`
@@ -45,7 +46,7 @@ func (s *Swarm) LoadImage(ctx context.Context, req LoadImageRequest) (ImageLoade
 	if !rules.WorkerPath(req.Tarball) {
 		return ImageLoaded{}, invalidInput(fmt.Sprintf("image tarball %q must be %s on the worker", req.Tarball, rules.WorkerPathRule))
 	}
-	if err := s.rem.workerFile("image.load", req.Tarball, false); err != nil {
+	if err := s.rem.workerFile("image.load", req.Tarball, workerfs.Content); err != nil {
 		return ImageLoaded{}, err
 	}
 	id, err := tarballImageID(req.Tarball, req.Image)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 )
 
 // This file is the worker side of DistributeKeys: the cluster key pair on the
@@ -183,7 +184,7 @@ func (k *Keys) checkKeyPath(p string) error {
 	}
 	// The key and its companions are made and replaced here: the worker must allow
 	// writing where it lies.
-	return k.rem.workerFile("clusterKey", p, true)
+	return k.rem.workerFile("clusterKey", p, workerfs.Write)
 }
 
 // ensureKeyPair loads the private key at p, or generates an ed25519 one when there is

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/compose"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -73,7 +74,7 @@ func (s *Swarm) LoadStack(ctx context.Context, req LoadStackRequest) (StackPlan,
 	if ps := v.Normalize(playbooks.Scope{}); len(ps) > 0 {
 		return StackPlan{}, invalidInput("stack: " + ps.Error())
 	}
-	if err := s.rem.workerFile("the step's dir", v.Dir, false); err != nil {
+	if err := s.rem.workerFile("the step's dir", v.Dir, workerfs.Content); err != nil {
 		return StackPlan{}, err
 	}
 	st, err := compose.Load(ctx, compose.LoadOptions{Root: v.Dir, Files: v.Compose, Stack: v.Stack, Vars: v.Vars})
@@ -297,7 +298,7 @@ func (s *Swarm) inspectObject(ctx context.Context, m remote.Host, cli *client.Cl
 // digest LoadStack saw, and creates the engine object. Errors never carry the
 // content.
 func (s *Swarm) createObject(ctx context.Context, m remote.Host, cli *client.Client, dir, kind string, o compose.Object, plan ObjectPlan) (string, error) {
-	if err := s.rem.workerFile("the step's dir", dir, false); err != nil {
+	if err := s.rem.workerFile("the step's dir", dir, workerfs.Content); err != nil {
 		return "", err
 	}
 	data, err := compose.ReadSource(dir, o.Source, s.env)

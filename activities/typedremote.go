@@ -77,15 +77,11 @@ func (t typedRemote) files() *workerfs.Policy {
 }
 
 // workerFile checks a worker path a request names (field, for the message) against
-// the file policy, for reading or (write) for creating or writing it. The refusal
-// reads the same whether the file exists or not.
-func (t typedRemote) workerFile(field, p string, write bool) error {
-	pol := t.files()
-	check := pol.Read
-	if write {
-		check = pol.Write
-	}
-	if err := check(p); err != nil {
+// the file policy, for a class of use (workerfs.Content to read and send it,
+// workerfs.Write to make or replace it). The refusal reads the same whether the
+// file exists or not.
+func (t typedRemote) workerFile(field, p string, class workerfs.Class) error {
+	if err := t.files().Check(p, class); err != nil {
 		return invalidInput(field + ": " + err.Error())
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterflow/clusterflow/activities/remote"
 	"github.com/clusterflow/clusterflow/internal/rules"
+	"github.com/clusterflow/clusterflow/internal/workerfs"
 	"github.com/clusterflow/clusterflow/playbooks"
 )
 
@@ -137,7 +138,7 @@ func openLocal(rem typedRemote, req UploadRequest) (*localContent, error) {
 	if !rules.WorkerPath(req.Src) {
 		return nil, hostInvalid(h, "upload src %q must be %s", req.Src, rules.WorkerPathRule)
 	}
-	if err := rem.workerFile("upload src", req.Src, false); err != nil {
+	if err := rem.workerFile("upload src", req.Src, workerfs.Content); err != nil {
 		return nil, err
 	}
 	fi, err := os.Stat(req.Src)

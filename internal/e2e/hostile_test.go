@@ -153,7 +153,7 @@ func TestHostileInputs(t *testing.T) {
 	)
 
 	// The control: the same plan, unchanged, runs and uploads.
-	control := c.runInput(t, "hostile/control", asJSON(map[string]any{"plan": base("control")}))
+	control := c.runWorkflow(t, "hostile/control", "", asJSON(map[string]any{"plan": base("control")}))
 	if control != nil {
 		t.Fatalf("the control plan failed: %v\n%s", control, c.logOf(worker))
 	}
@@ -350,15 +350,8 @@ func TestHostileInputs(t *testing.T) {
 	}
 }
 
-// runInput starts RunPlaybook with input (decoded JSON, as the Web UI sends it)
-// and returns its error once it closes.
-func (c *cluster) runInput(t *testing.T, id string, input any) error {
-	t.Helper()
-	return c.runWorkflow(t, id, "", input)
-}
-
-// runWorkflow starts a workflow of type typ (empty: RunPlaybook) and returns its
-// error once it closes.
+// runWorkflow starts a workflow of type typ (empty: RunPlaybook) with input
+// (decoded JSON, as the Web UI sends it) and returns its error once it closes.
 func (c *cluster) runWorkflow(t *testing.T, id, typ string, input any) error {
 	t.Helper()
 	if typ == "" {
